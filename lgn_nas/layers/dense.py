@@ -1,0 +1,108 @@
+"""LogicDense: a layer of learnable two-input logic gates with fixed random wiring."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.fx
+from torch import nn
+from timm.layers import register_notrace_function
+
+from ..gates import gate_basis
+from .backends import check_backend, dense_op, resolve_backend
+from .connectivity import make_connections
+from .functional import logic_dense_plain
+from .parametrizations import check_parametrization, gate_coefficients, gate_ids, init_weight
+from .relaxations import check_relaxation
+
+__all__ = ["LogicDense", "logic_dense_forward"]
+
+
+@register_notrace_function
+def logic_dense_forward(
+        x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor, backend: str,
+        in_features: int,
+) -> torch.Tensor:
+    """Evaluate a dense logic layer with ``backend``'s op (an FX leaf: traced as one call)."""
+    if x.dim() != 2 or x.shape[1] != in_features:
+        raise ValueError(f"LogicDense expects input of shape (batch, {in_features}), got {tuple(x.shape)}")
+    return dense_op(backend)(x, in_a, in_b, coefficients)
+
+
+torch.fx.wrap("logic_dense_forward")
+
+
+class LogicDense(nn.Module):
+    """``out_features`` gates, each reading two of the ``in_features`` inputs.
+
+    The wiring lives in the persistent buffers ``in_a``/``in_b`` (so ``state_dict`` carries it); the
+    learned gate parameters in ``weight`` of shape ``(out_features, num_params)``. In eval mode each
+    neuron computes exactly its argmax gate on 0/1 inputs.
+    """
+
+    def __init__(
+            self,
+            in_features: int,
+            out_features: int,
+            *,
+            connectivity: str = "random",
+            relaxation: str = "softmax",
+            parametrization: str = "raw16",
+            init: str = "residual",
+            temperature: float = 1.0,
+            backend: str = "auto",
+            generator: Optional[torch.Generator] = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.connectivity = connectivity
+        self.relaxation = check_relaxation(relaxation)
+        self.parametrization = check_parametrization(parametrization)
+        if not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+        self.backend = check_backend(backend)
+        self._resolved_backend = resolve_backend(backend)
+        in_a, in_b = make_connections(connectivity, in_features, out_features, generator=generator)
+        self.register_buffer("in_a", in_a)
+        self.register_buffer("in_b", in_b)
+        self.register_buffer("basis", gate_basis(), persistent=False)
+        self.weight = nn.Parameter(init_weight(parametrization, (out_features,), init, generator=generator))
+
+    def coefficients(self) -> torch.Tensor:
+        """Per-neuron (c1, ca, cb, cab) under the current mode (relaxed in training, hard in eval)."""
+        return gate_coefficients(
+            self.weight, self.basis, self.parametrization, self.relaxation, self.temperature, self.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coefficients = self.coefficients()
+        if torch.jit.is_scripting():
+            if x.dim() != 2 or x.shape[1] != self.in_features:
+                raise ValueError("LogicDense expects input of shape (batch, " + str(self.in_features) + ")")
+            return logic_dense_plain(x, self.in_a, self.in_b, coefficients)
+        return logic_dense_forward(
+            x, self.in_a, self.in_b, coefficients, self._resolved_backend, self.in_features)
+
+    @torch.jit.unused
+    def gate_ids(self) -> torch.Tensor:
+        """The gate id each neuron keeps after training (int64, ``(out_features,)``)."""
+        return gate_ids(self.weight.detach(), self.parametrization)
+
+    @torch.jit.unused
+    def lower(self, builder, node_ids: np.ndarray) -> np.ndarray:
+        """Append this layer's discrete gates to a ``NetlistBuilder``; ``node_ids`` label the inputs."""
+        node_ids = np.asarray(node_ids).reshape(-1)
+        if node_ids.shape[0] != self.in_features:
+            raise ValueError(f"LogicDense.lower got {node_ids.shape[0]} input nodes, expected {self.in_features}")
+        return builder.add_layer(
+            self.gate_ids().cpu().numpy().astype(np.uint8),
+            node_ids[self.in_a.cpu().numpy()],
+            node_ids[self.in_b.cpu().numpy()],
+        )
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, connectivity={self.connectivity!r}, "
+                f"relaxation={self.relaxation!r}, parametrization={self.parametrization!r}, "
+                f"temperature={self.temperature}, backend={self.backend!r}")

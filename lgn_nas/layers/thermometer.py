@@ -1,0 +1,97 @@
+"""Thermometer: encode real-valued inputs as bits ``x > threshold`` for a few thresholds per channel."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.fx
+from torch import nn
+from timm.layers import register_notrace_function
+
+__all__ = ["Thermometer", "thermometer_encode", "THRESHOLD_METHODS"]
+
+THRESHOLD_METHODS = ("uniform", "distributive")
+
+
+@register_notrace_function
+def thermometer_encode(x: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """``(B, C, *spatial) -> (B, C * T, *spatial)`` bits (as x's float dtype), channel-major: c * T + t."""
+    channels = thresholds.shape[0]
+    bits = thresholds.shape[1]
+    if x.dim() < 2 or x.shape[1] != channels:
+        raise ValueError("Thermometer expects input of shape (batch, " + str(channels) + ", ...), got "
+                         + str(list(x.shape)))
+    shape = [1, channels, bits] + [1] * (x.dim() - 2)
+    out = x.unsqueeze(2) > thresholds.to(x.dtype).reshape(shape)
+    return out.to(x.dtype if x.is_floating_point() else torch.float32).flatten(1, 2)
+
+
+torch.fx.wrap("thermometer_encode")
+
+
+class Thermometer(nn.Module):
+    """Thermometer encoder with ``num_bits`` thresholds per input channel.
+
+    ``method="uniform"``: thresholds evenly spaced inside (low, high); ``"distributive"``: thresholds
+    at the per-channel quantiles of the data, set by ``fit`` (uniform until then). The thresholds are a
+    persistent buffer of shape ``(in_channels, num_bits)``. Bits carry no gradient.
+    """
+
+    def __init__(
+            self,
+            num_bits: int = 1,
+            *,
+            in_channels: int = 1,
+            method: str = "uniform",
+            low: float = 0.0,
+            high: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_bits, int) or isinstance(num_bits, bool) or num_bits < 1:
+            raise ValueError(f"Thermometer num_bits must be a positive int, got {num_bits!r}")
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"Thermometer in_channels must be a positive int, got {in_channels!r}")
+        if method not in THRESHOLD_METHODS:
+            raise ValueError(f"unknown threshold method {method!r}: expected one of {', '.join(THRESHOLD_METHODS)}")
+        if not high > low:
+            raise ValueError(f"Thermometer needs low < high, got low={low!r}, high={high!r}")
+        self.num_bits = num_bits
+        self.in_channels = in_channels
+        self.method = method
+        steps = torch.arange(1, num_bits + 1, dtype=torch.float32) / (num_bits + 1)
+        thresholds = (low + (high - low) * steps).expand(in_channels, num_bits).clone()
+        self.register_buffer("thresholds", thresholds)
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_channels * self.num_bits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return thermometer_encode(x, self.thresholds)
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> "Thermometer":
+        """Set distributive thresholds to the per-channel quantiles of ``x`` (B, C, ...)."""
+        if self.method != "distributive":
+            raise ValueError(f"fit() sets distributive thresholds; this encoder's method is {self.method!r}")
+        if x.dim() < 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f"fit expects data of shape (N, {self.in_channels}, ...), got {tuple(x.shape)}")
+        values = x.transpose(0, 1).reshape(self.in_channels, -1).float()
+        if values.shape[1] > 1_000_000:
+            values = values[:, torch.randperm(values.shape[1])[:1_000_000]]
+        q = torch.arange(1, self.num_bits + 1, dtype=torch.float32) / (self.num_bits + 1)
+        self.thresholds.copy_(torch.quantile(values, q, dim=1).T)
+        return self
+
+    def to_encoding(self, input_shape: Sequence[int]):
+        """The netlist ``Encoding`` of this encoder for raw inputs of shape ``input_shape`` (C, ...)."""
+        from ..netlist import Encoding
+
+        input_shape = tuple(int(s) for s in input_shape)
+        if input_shape[0] != self.in_channels:
+            raise ValueError(f"input_shape {input_shape} does not start with in_channels={self.in_channels}")
+        return Encoding(kind="thermometer", input_shape=input_shape,
+                        thresholds=self.thresholds.detach().cpu().numpy().astype("float32"))
+
+    def extra_repr(self) -> str:
+        return f"num_bits={self.num_bits}, in_channels={self.in_channels}, method={self.method!r}"

@@ -34,7 +34,7 @@ def check_bits(bits: Any, num_inputs: int) -> np.ndarray:
     if bad.any():
         sample, column = (int(v) for v in np.argwhere(bad)[0])
         raise ValueError(
-            f"bits must be binary: found {arr[sample, column]!r} at sample {sample}, input {column}, expected 0 or 1"
+            f"bits must be binary: found {arr[sample, column].item()!r} at sample {sample}, input {column}, expected 0 or 1"
         )
     return arr.astype(bool)
 

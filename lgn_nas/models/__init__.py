@@ -1,0 +1,4 @@
+"""timm model families of lgn-nas; importing this registers them with timm."""
+from .lgn_dense import LogicDenseNet
+
+__all__ = ["LogicDenseNet"]

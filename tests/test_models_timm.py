@@ -1,0 +1,131 @@
+"""timm's model contract, checked over every registered ``lgn*`` model.
+
+Adapted from the checks timm runs on its own models (forward, backward with a gradient for every
+parameter, default cfgs, classifier reset, TorchScript, FX) at sizes that fit CI's 2 cores.
+"""
+import json
+
+import pytest
+import torch
+import timm
+from timm.layers import set_layer_config
+from timm.models import get_pretrained_cfg_value
+
+import lgn_nas  # noqa: F401  (registers the models)
+
+MODELS = timm.list_models("lgn*")
+NUM_CLASSES_DIVIDING_ALL = 20  # divides every registered head width
+
+
+def _input(model_or_name, batch=2):
+    if isinstance(model_or_name, str):
+        size = get_pretrained_cfg_value(model_or_name, "input_size")
+    else:
+        size = model_or_name.pretrained_cfg["input_size"]
+    return torch.rand(batch, *size)
+
+
+def test_registry_lists_the_dense_family():
+    assert {"lgn_dense_s", "lgn_dense_m", "lgn_dense_l"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_and_default_cfg(name):
+    model = timm.create_model(name).eval()
+    cfg = model.pretrained_cfg
+    x = _input(model, 1)
+    out = model(x)
+    assert out.shape == (1, cfg["num_classes"]) and not torch.isnan(out).any()
+    state = model.state_dict()
+    assert cfg["classifier"] + ".weight" in state
+    assert cfg["first_conv"] + ".weight" in state
+    features = model.forward_features(x)
+    assert features.shape == (1, model.num_features)
+    torch.testing.assert_close(model.forward_head(features), out)
+    assert model.forward_head(features, pre_logits=True).shape == (1, model.num_features)
+    model.reset_classifier(0)
+    assert model(x).shape == (1, model.num_features)
+    model.reset_classifier(0, "")
+    assert model(x).shape == (1, model.num_features)
+    model.reset_classifier(5)
+    assert model(x).shape == (1, 5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_backward_every_parameter_gets_a_gradient(name):
+    model = timm.create_model(name, num_classes=NUM_CLASSES_DIVIDING_ALL).train()
+    out = model(_input(name))
+    out.mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient for {pname}"
+    assert out.shape == (2, NUM_CLASSES_DIVIDING_ALL) and not torch.isnan(out).any()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_torchscript_matches_eager(name):
+    with set_layer_config(scriptable=True):
+        model = timm.create_model(name).eval()
+    scripted = torch.jit.script(model)
+    x = _input(name)
+    torch.testing.assert_close(scripted(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fx_forward_and_backward(name):
+    model = timm.create_model(name, num_classes=NUM_CLASSES_DIVIDING_ALL).train()
+    traced = torch.fx.symbolic_trace(model)
+    x = _input(name)
+    torch.manual_seed(0)
+    out = traced(x)
+    out.mean().backward()
+    for pname, p in traced.named_parameters():
+        assert p.grad is not None, f"no gradient for {pname} through FX"
+    model.eval()
+    traced_eval = torch.fx.symbolic_trace(model)
+    torch.testing.assert_close(traced_eval(x), model(x), rtol=0, atol=0)
+
+
+def test_timm_feature_extractor_through_fx():
+    from timm.models._features_fx import create_feature_extractor, get_graph_node_names
+
+    model = timm.create_model("lgn_dense_s", depth=3, width=400).eval()
+    _, eval_nodes = get_graph_node_names(model)
+    assert any("blocks" in n for n in eval_nodes)
+    extractor = create_feature_extractor(model, return_nodes={"blocks.1": "hidden"})
+    assert extractor(_input(model))["hidden"].shape == (2, 400)
+
+
+def test_constructor_arguments_and_errors():
+    model = timm.create_model("lgn_dense_s", depth=3, width=[300, 200, 100], input_bits=2, in_chans=3,
+                              img_size=[8, 8], num_classes=5, relaxation="gumbel_st",
+                              parametrization="truth_table", connectivity="unique", seed=7)
+    assert model(torch.rand(2, 3, 8, 8)).shape == (2, 5)
+    assert model.blocks[0].in_features == 3 * 2 * 64
+    again = timm.create_model("lgn_dense_s", depth=3, width=[300, 200, 100], input_bits=2, in_chans=3,
+                              img_size=[8, 8], num_classes=5, relaxation="gumbel_st",
+                              parametrization="truth_table", connectivity="unique", seed=7)
+    assert torch.equal(model.blocks[0].in_a, again.blocks[0].in_a)  # seed fixes the wiring
+    with pytest.raises(ValueError, match="num_classes=42 does not divide the head width 8000"):
+        timm.create_model("lgn_dense_s", num_classes=42)
+    with pytest.raises(ValueError, match="width must be a positive int or a list of 3"):
+        timm.create_model("lgn_dense_s", depth=3, width=[10, 10])
+    with pytest.raises(ValueError, match="unknown relaxation 'softmx'"):
+        timm.create_model("lgn_dense_s", relaxation="softmx")
+    small = timm.create_model("lgn_dense_s", depth=2, width=100)
+    with pytest.raises(ValueError, match=r"expects input of shape \(batch, 1, ...\), got \[2, 3, 28, 28\]"):
+        small(torch.rand(2, 3, 28, 28))
+    with pytest.raises(ValueError, match=r"expects input of shape \(batch, 784\), got \(2, 1024\)"):
+        small(torch.rand(2, 1, 32, 32))
+
+
+def test_constructor_arguments_are_json_and_round_trip_through_save_for_hf(tmp_path):
+    kwargs = dict(depth=2, width=[120, 60], input_bits=2, relaxation="gumbel_st", temperature=0.5,
+                  group_tau=3.0, connectivity="unique")
+    model = timm.create_model("lgn_dense_s", **kwargs).eval()
+    json.dumps(kwargs)
+    timm.models.save_for_hf(model, str(tmp_path), model_args=kwargs)
+    loaded = timm.create_model(f"local-dir:{tmp_path}", pretrained=True).eval()
+    x = _input(model)
+    assert torch.equal(loaded(x), model(x))
+    assert torch.equal(loaded.blocks[0].in_a, model.blocks[0].in_a)
+    assert loaded.blocks[0].relaxation == "gumbel_st" and loaded.blocks[0].temperature == 0.5

@@ -1,0 +1,135 @@
+"""Atomic file writes and single-file training checkpoints (safetensors + JSON metadata).
+
+A checkpoint is one ``.safetensors`` file: the model's state dict under ``model.*``, the optimizer's
+tensor state under ``optimizer.<param index>.<key>``, and everything else (config, epoch, step,
+history, optimizer param groups and scalar state) as JSON in the safetensors metadata under
+``lgn_nas``. One file means one atomic rename: a crash leaves either the old or the new checkpoint,
+never a mix. Nothing is unpickled on load.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "save_checkpoint", "load_checkpoint",
+           "CHECKPOINT_NAME", "CHECKPOINT_FORMAT"]
+
+PathLike = Union[str, os.PathLike]
+CHECKPOINT_NAME = "checkpoint.safetensors"
+CHECKPOINT_FORMAT = "lgn_nas.train.checkpoint/1"
+
+
+def _atomic_write(path: PathLike, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary sibling, fsync, then rename over ``path``."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+    return _atomic_write(path, write)
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: PathLike, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy of optimizer metadata (tuples -> lists, tensors -> numbers)."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def save_checkpoint(
+        path: PathLike,
+        *,
+        model_state: Dict[str, torch.Tensor],
+        optimizer_state: Optional[Dict[str, Any]],
+        meta: Dict[str, Any],
+) -> Path:
+    """Write one checkpoint file atomically; ``meta`` must be JSON-serialisable."""
+    tensors: Dict[str, torch.Tensor] = {}
+    for name, tensor in model_state.items():
+        tensors[f"model.{name}"] = tensor.detach().cpu().contiguous()
+    optimizer_meta = None
+    if optimizer_state is not None:
+        scalar_state: Dict[str, Dict[str, Any]] = {}
+        tensor_keys: Dict[str, list] = {}
+        for index, state in optimizer_state["state"].items():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{index}.{key}"] = value.detach().cpu().contiguous()
+                    tensor_keys.setdefault(str(index), []).append(key)
+                else:
+                    scalar_state.setdefault(str(index), {})[key] = _plain(value)
+        optimizer_meta = {
+            "param_groups": _plain(optimizer_state["param_groups"]),
+            "scalar_state": scalar_state,
+            "tensor_keys": tensor_keys,
+        }
+    full_meta = {"format": CHECKPOINT_FORMAT, "optimizer": optimizer_meta, **meta}
+    text = json.dumps(full_meta)
+    return _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"lgn_nas": text}))
+
+
+def load_checkpoint(path: PathLike, *, device: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+    """Read a checkpoint: ``{"model": state_dict, "optimizer": state_dict or None, "meta": dict}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "lgn_nas" not in metadata:
+        raise ValueError(f"{path} is not an lgn-nas training checkpoint (no 'lgn_nas' metadata)")
+    meta = json.loads(metadata["lgn_nas"])
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+    tensors = load_file(str(path), device=str(device))
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    optimizer_meta = meta.pop("optimizer")
+    optimizer_state = None
+    if optimizer_meta is not None:
+        state: Dict[int, Dict[str, Any]] = {}
+        for index, keys in optimizer_meta["tensor_keys"].items():
+            for key in keys:
+                state.setdefault(int(index), {})[key] = tensors[f"optimizer.{index}.{key}"]
+        for index, scalars in optimizer_meta["scalar_state"].items():
+            state.setdefault(int(index), {}).update(scalars)
+        optimizer_state = {"state": state, "param_groups": optimizer_meta["param_groups"]}
+    return {"model": model_state, "optimizer": optimizer_state, "meta": meta}

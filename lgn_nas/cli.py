@@ -1,0 +1,219 @@
+"""The ``lgn-nas`` command: ``train``, ``info`` and ``data`` subcommands.
+
+``main(argv)`` returns the exit code: 0 on success, 2 for bad names or usage (unknown model or
+data set, output directory in the way), 1 when training fails (e.g. the loss became NaN).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["main", "build_parser", "parse_model_kwargs"]
+
+
+RUN_OUTPUTS = ("checkpoint.safetensors", "config.json", "metrics.json", "netlist.lgn", "curves.png")
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported on stderr with exit code 2."""
+
+
+def parse_model_kwargs(items: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """``["depth=2", "width=[100,200]", "relaxation=gumbel_st"]`` -> dict; values are JSON when they parse.
+
+    ``k=v`` pairs may also be given comma-free in one string each; a value that is not JSON
+    (``softmax``) is kept as a string. ``true``/``false``/``null`` are JSON.
+    """
+    result: Dict[str, Any] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.isidentifier():
+            raise UsageError(f"--model-kwargs expects key=value pairs, got {item!r}")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
+def _known_models() -> List[str]:
+    import timm
+
+    import lgn_nas  # noqa: F401  (registers the models)
+
+    return timm.list_models("lgn*")
+
+
+def _check_model(name: str) -> None:
+    known = _known_models()
+    if name not in known:
+        raise UsageError(f"unknown model {name!r}; known models: {', '.join(known)}")
+
+
+def _check_dataset(name: str) -> None:
+    from .data import list_datasets
+    from .train.trainer import _known_dataset
+
+    if not _known_dataset(name):
+        raise UsageError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
+
+
+# --------------------------------------------------------------------------- train
+
+def run_train(args: argparse.Namespace) -> int:
+    from .data import DatasetFetchError
+    from .train import TrainConfig, TrainingDiverged, fit
+
+    _check_model(args.model)
+    _check_dataset(args.dataset)
+    out = Path(args.out)
+    if args.resume and args.force:
+        raise UsageError("--resume and --force exclude each other")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (args.resume or args.force):
+        raise UsageError(f"output directory {out} exists and is not empty; pass --resume to continue the run "
+                         "there or --force to overwrite it")
+    try:
+        config = TrainConfig(
+            model=args.model, model_kwargs=parse_model_kwargs(args.model_kwargs), dataset=args.dataset,
+            data_root=args.data_root, val_size=args.val_size, limit_train=args.limit_train, limit_test=args.limit_test,
+            epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+            optimizer=args.opt, lr=args.lr, weight_decay=args.weight_decay, decay_gate_logits=args.decay_gate_logits,
+            scheduler=args.sched, warmup_epochs=args.warmup_epochs, min_lr=args.min_lr,
+            temperature_schedule=args.temperature_schedule, temperature_start=args.temperature_start,
+            temperature_end=args.temperature_end, temperature_step=args.temperature_step,
+            grad_clip=args.grad_clip, seed=args.seed, device=args.device)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    if args.force and out.is_dir():
+        _clear_outputs(out)
+    try:
+        result = fit(config, out_dir=out, resume=args.resume, progress=not args.no_progress)
+    except TrainingDiverged as error:
+        print(f"lgn-nas train: training diverged: {error}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, DatasetFetchError) as error:  # data files missing / not fetchable
+        print(f"lgn-nas train: {error}", file=sys.stderr)
+        return 1
+    metrics = result.metrics
+    if _is_main_process():
+        print(f"discrete test accuracy {metrics['test_acc_discrete'] * 100:.2f}% "
+              f"(relaxed {metrics['test_acc_relaxed'] * 100:.2f}%, gap {metrics['discretization_gap'] * 100:+.2f} "
+              f"points), gates {metrics['gates']} ({metrics['gates_raw']} before simplification), "
+              f"{metrics['images_per_second']:.0f} images/s, outputs in {out}")
+    return 0
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _clear_outputs(out: Path) -> None:
+    """Remove a previous run's outputs (only under ``--force``); other files are left alone."""
+    for name in RUN_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    for stale in out.glob(".*.tmp"):  # temporaries of an interrupted atomic write
+        stale.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- info
+
+def run_info(args: argparse.Namespace) -> int:
+    import timm
+    import torch
+
+    from .discretize import discretize
+
+    _check_model(args.model)
+    kwargs = parse_model_kwargs(args.model_kwargs)
+    torch.manual_seed(args.seed)
+    try:
+        model = timm.create_model(args.model, **kwargs)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"cannot build {args.model} with {kwargs}: {error}") from error
+    netlist = discretize(model)
+    simplified, _ = netlist.simplify()
+    parameters = sum(p.numel() for p in model.parameters())
+    print(f"model: {args.model} {json.dumps(kwargs) if kwargs else ''}".rstrip())
+    print(f"parameters: {parameters}")
+    print(f"inputs: {netlist.num_inputs} bits")
+    print(f"layers: {netlist.num_layers} ({', '.join(str(s) for s in netlist.layer_sizes)})")
+    print(f"gates: {netlist.num_gates} (as built)")
+    print(f"gates after simplification: {simplified.num_gates} (of the untrained model's discretisation; "
+          "training changes this)")
+    print(f"logic depth: {netlist.logic_depth} (as built), {simplified.logic_depth} (simplified, untrained)")
+    print(f"classes: {netlist.num_classes} x {netlist.group_size} outputs, GroupSum tau {netlist.tau:g}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data.cli import add_data_subcommand
+    from .train.config import TEMPERATURE_SCHEDULES
+
+    parser = argparse.ArgumentParser(prog="lgn-nas", description="Logic gate networks: train, inspect, fetch data.")
+    sub = parser.add_subparsers(dest="command", metavar="{train,info,data}")
+    sub.required = True
+
+    train = sub.add_parser("train", help="train an LGN and write metrics, checkpoint, netlist and curves")
+    train.add_argument("model", help="timm model name (lgn_*), e.g. lgn_dense_s")
+    train.add_argument("--dataset", default="mnist", help="mnist, fashion_mnist or cifar10 (default mnist)")
+    train.add_argument("--data-root", default=None, help="data directory (default $LGN_DATA_DIR or ~/.cache/lgn_nas)")
+    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument("--batch-size", type=int, default=128, help="global batch size")
+    train.add_argument("--eval-batch-size", type=int, default=1000)
+    train.add_argument("--out", required=True, help="output directory")
+    train.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="model arguments; values parsed as JSON when possible (depth=2 width=[100,200])")
+    train.add_argument("--opt", default="adam", help="timm optimizer name (default adam)")
+    train.add_argument("--lr", type=float, default=0.01)
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--decay-gate-logits", action="store_true", help="apply weight decay to gate logits too")
+    train.add_argument("--sched", default="none", help="timm scheduler name (cosine, step, ...) or none")
+    train.add_argument("--warmup-epochs", type=int, default=0)
+    train.add_argument("--min-lr", type=float, default=0.0)
+    train.add_argument("--temperature-schedule", default="constant", choices=TEMPERATURE_SCHEDULES)
+    train.add_argument("--temperature-start", type=float, default=None)
+    train.add_argument("--temperature-end", type=float, default=None)
+    train.add_argument("--temperature-step", default="epoch", choices=("epoch", "step"))
+    train.add_argument("--grad-clip", type=float, default=None)
+    train.add_argument("--val-size", type=int, default=5000, help="validation images split off the training set")
+    train.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")
+    train.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument("--force", action="store_true", help="overwrite the run outputs in a non-empty --out (other files are kept)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=run_train)
+
+    info = sub.add_parser("info", help="parameters, gates, layers and logic depth of a model")
+    info.add_argument("model")
+    info.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    info.add_argument("--seed", type=int, default=0)
+    info.set_defaults(func=run_info)
+
+    add_data_subcommand(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as error:
+        print(f"lgn-nas {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -288,6 +288,8 @@ class Trainer:
         self.data = data
         self.plot = plot
         self.global_step = 0
+        self.model: Optional[nn.Module] = None  # the (unwrapped) model, once fit() has built it
+        self.optimizer = None
 
     # ----------------------------------------------------------------- hooks
     def compute_loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -376,6 +378,7 @@ class Trainer:
 
         torch.manual_seed(c.seed)
         model = build_model(c, num_classes=splits.num_classes, input_shape=splits.input_shape).to(device)
+        self.model = model
         from timm.optim import create_optimizer_v2
 
         groups = make_param_groups(model, c.weight_decay, decay_gate_logits=c.decay_gate_logits)

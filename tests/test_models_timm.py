@@ -25,8 +25,13 @@ def _input(model_or_name, batch=2):
     return torch.rand(batch, *size)
 
 
-def test_registry_lists_the_dense_family():
+CONV_MODELS = [m for m in MODELS if m.startswith("lgn_conv")]
+
+
+def test_registry_lists_every_family():
     assert {"lgn_dense_s", "lgn_dense_m", "lgn_dense_l"} <= set(MODELS)
+    assert {"lgn_conv_s", "lgn_conv_m", "lgn_conv_b", "lgn_conv_l", "lgn_conv_g",
+            "lgn_conv_mnist_s", "lgn_conv_mnist_m", "lgn_conv_mnist_l"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -40,15 +45,37 @@ def test_forward_and_default_cfg(name):
     assert cfg["classifier"] + ".weight" in state
     assert cfg["first_conv"] + ".weight" in state
     features = model.forward_features(x)
-    assert features.shape == (1, model.num_features)
+    if cfg["pool_size"]:  # spatial models: unpooled map of pool_size, channels = num_features
+        assert features.shape == (1, model.num_features, *cfg["pool_size"])
+    else:
+        assert features.shape == (1, model.num_features)
     torch.testing.assert_close(model.forward_head(features), out)
-    assert model.forward_head(features, pre_logits=True).shape == (1, model.num_features)
+    assert model.forward_head(features, pre_logits=True).shape == (1, model.head_hidden_size)
     model.reset_classifier(0)
     assert model(x).shape == (1, model.num_features)
     model.reset_classifier(0, "")
-    assert model(x).shape == (1, model.num_features)
+    unpooled = model(x)
+    if cfg["pool_size"]:
+        assert unpooled.shape == (1, model.num_features, *cfg["pool_size"])
+    else:
+        assert unpooled.shape == (1, model.num_features)
     model.reset_classifier(5)
     assert model(x).shape == (1, 5)
+
+
+@pytest.mark.parametrize("name", CONV_MODELS)
+def test_features_only(name):
+    model = timm.create_model(name, features_only=True).eval()
+    channels = model.feature_info.channels()
+    reductions = model.feature_info.reduction()
+    x = _input(name, 1)
+    outputs = model(x)
+    assert len(outputs) == len(channels) >= 3
+    sizes = [x.shape[-1]] + [o.shape[-1] for o in outputs]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+    for c, r, o in zip(channels, reductions, outputs):
+        assert o.shape[1] == c and r == x.shape[-1] // o.shape[-1]
+        assert set(o.unique().tolist()) <= {0.0, 1.0}  # eval-mode feature maps are bits
 
 
 @pytest.mark.parametrize("name", MODELS)

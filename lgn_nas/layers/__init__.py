@@ -1,5 +1,6 @@
 """LGN layers: logic layers, encoders, heads, and the strategies they are built from."""
 from .backends import check_backend, list_backends, resolve_backend
+from .conv_tree import LogicTreeConv2d, OrPool2d
 from .connectivity import list_connectivities, make_connections
 from .functional import logic_dense, logic_dense_mixture, logic_dense_plain
 from .group_sum import GroupSum
@@ -7,9 +8,11 @@ from .dense import LogicDense
 from .parametrizations import list_parametrizations
 from .relaxations import list_relaxations
 from .thermometer import Thermometer
+from .tree_ops import logic_tree_conv, logic_tree_conv_plain
 
 __all__ = [
-    "LogicDense", "GroupSum", "Thermometer",
+    "LogicDense", "LogicTreeConv2d", "OrPool2d", "GroupSum", "Thermometer",
+    "logic_tree_conv", "logic_tree_conv_plain",
     "logic_dense", "logic_dense_plain", "logic_dense_mixture",
     "list_backends", "list_connectivities", "list_parametrizations", "list_relaxations",
     "make_connections", "check_backend", "resolve_backend",

@@ -87,6 +87,8 @@ def gate_coefficients(
 ) -> torch.Tensor:
     """Coefficients ``(*shape, 4)`` = (c1, ca, cb, cab) of each gate's relaxation."""
     if parametrization == "raw16":
+        if not training:  # the argmax gate's coefficients, without a one-hot detour
+            return basis[weight.argmax(dim=-1)]
         return relax_categorical(weight, relaxation, temperature, training) @ basis
     if parametrization == "truth_table":
         t = relax_bernoulli(weight, relaxation, temperature, training)

@@ -69,6 +69,18 @@ class Thermometer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return thermometer_encode(x, self.thresholds)
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        saved = state_dict.get(prefix + "thresholds")
+        if saved is not None and tuple(saved.shape) != tuple(self.thresholds.shape):
+            raise ValueError(
+                f"the checkpoint's encoder has thresholds of shape {tuple(saved.shape)} ({saved.shape[0]} input "
+                f"channels x {saved.shape[1]} bits), but this model was built with in_chans={self.in_channels} "
+                f"and {self.num_bits} bits: create the model with in_chans={saved.shape[0]}, "
+                f"input_bits={saved.shape[1]}")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> "Thermometer":
         """Set distributive thresholds to the per-channel quantiles of ``x`` (B, C, ...)."""

@@ -1,4 +1,5 @@
 """timm model families of lgn-nas; importing this registers them with timm."""
+from .lgn_conv import LogicHead, LogicTreeNet
 from .lgn_dense import LogicDenseNet
 
-__all__ = ["LogicDenseNet"]
+__all__ = ["LogicDenseNet", "LogicTreeNet", "LogicHead"]

@@ -37,6 +37,7 @@ class NetlistBuilder:
         self.encoding = encoding
         self._layers: list[NetlistLayer] = []
         self._num_nodes = encoding.num_bits
+        self._constants: dict[int, int] = {}
 
     @property
     def num_inputs(self) -> int:
@@ -54,6 +55,15 @@ class NetlistBuilder:
     def input_ids(self) -> np.ndarray:
         """Node ids of the input bits, int64 shaped (C * T, *spatial) in bit order."""
         return np.arange(self.num_inputs, dtype=np.int64).reshape(self.encoding.bits_shape)
+
+    def constant(self, value: int) -> int:
+        """Node id of a constant 0 or 1 (a FALSE/TRUE gate, added once; padding reads it)."""
+        if value not in (0, 1):
+            raise ValueError(f"constant value must be 0 or 1, got {value!r}")
+        if value not in self._constants:
+            gate = 15 if value else 0
+            self._constants[value] = int(self.add_layer(np.array([gate]), np.array([0]), np.array([0]))[0])
+        return self._constants[value]
 
     def add_layer(self, gate: Any, in_a: Any, in_b: Any) -> np.ndarray:
         """Append one layer; returns the new gates' node ids, shaped like ``in_a``.

@@ -1,0 +1,238 @@
+"""LogicTreeConv2d and OrPool2d: the convolutional building blocks of LogicTreeNet (Petersen et al. 2024)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+from timm.layers import register_notrace_function
+
+from ..gates import gate_basis
+from .backends import check_backend, resolve_backend
+from .parametrizations import check_parametrization, gate_coefficients, gate_ids, init_weight
+from .relaxations import check_relaxation
+from .tree_ops import logic_tree_conv, logic_tree_conv_plain, tree_output_size
+
+__all__ = ["LogicTreeConv2d", "OrPool2d", "logic_tree_conv_forward", "MAX_TREE_DEPTH"]
+
+MAX_TREE_DEPTH = 6
+OR_GATE = 7
+
+
+def _positive_int(name: str, value, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _distinct_draws(rows: int, population: int, count: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """``(rows, count)`` draws from ``range(population)``, distinct within each row."""
+    if rows * population <= 1 << 22:
+        return torch.rand(rows, population, generator=generator).argsort(dim=1)[:, :count]
+    draws = torch.randint(0, population, (rows, count), generator=generator)
+    while True:
+        ordered = draws.sort(dim=1).values
+        clash = (ordered[:, 1:] == ordered[:, :-1]).any(dim=1)
+        if not bool(clash.any()):
+            return draws
+        draws[clash] = torch.randint(0, population, (int(clash.sum()), count), generator=generator)
+
+
+@register_notrace_function
+def logic_tree_conv_forward(
+        x: torch.Tensor, leaf_index: torch.Tensor, coefficients: torch.Tensor, in_channels: int,
+        kernel_size: int, stride: int, padding: int, backend: str,
+) -> torch.Tensor:
+    """Evaluate a logic-tree convolution with ``backend``'s op (an FX leaf: traced as one call)."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"LogicTreeConv2d expects input of shape (batch, {in_channels}, H, W), got {tuple(x.shape)}")
+    if min(x.shape[2], x.shape[3]) + 2 * padding < kernel_size:
+        raise ValueError(
+            f"kernel_size={kernel_size} is larger than the input {tuple(x.shape[2:])} padded by {padding}")
+    return _tree_conv_op(backend)(x, leaf_index, coefficients, kernel_size, stride, padding)
+
+
+def _tree_conv_op(backend: str):
+    """The tree-conv op of a resolved backend (TVM's when it provides one, else the torch op)."""
+    if backend == "tvm":
+        try:
+            from tvm_ops import training
+        except ImportError:
+            return logic_tree_conv
+        return getattr(training, "logic_tree_conv", logic_tree_conv)
+    return logic_tree_conv
+
+
+torch.fx.wrap("logic_tree_conv_forward")
+
+
+class LogicTreeConv2d(nn.Module):
+    """Each output channel is a binary tree of logic gates applied at every position.
+
+    The tree has depth ``tree_depth`` (``2^depth - 1`` gates); its ``2^depth`` leaves are drawn at random
+    (persistent buffer ``leaf_index``) from the ``kernel_size x kernel_size`` receptive field over
+    ``channels_per_tree`` input channels of the output channel's group. Zero padding reads constant 0.
+    """
+
+    def __init__(
+            self,
+            in_channels: int,
+            out_channels: int,
+            kernel_size: int = 3,
+            *,
+            tree_depth: int = 3,
+            stride: int = 1,
+            padding: int = 0,
+            channels_per_tree: int = 2,
+            groups: int = 1,
+            relaxation: str = "softmax",
+            parametrization: str = "raw16",
+            init: str = "residual",
+            temperature: float = 1.0,
+            backend: str = "auto",
+            generator: Optional[torch.Generator] = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _positive_int("in_channels", in_channels)
+        self.out_channels = _positive_int("out_channels", out_channels)
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.stride = _positive_int("stride", stride)
+        self.padding = _positive_int("padding", padding, minimum=0)
+        self.groups = _positive_int("groups", groups)
+        if not isinstance(tree_depth, int) or isinstance(tree_depth, bool) or not 1 <= tree_depth <= MAX_TREE_DEPTH:
+            raise ValueError(f"tree_depth must be an int in 1..{MAX_TREE_DEPTH}, got {tree_depth!r}")
+        self.tree_depth = tree_depth
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}")
+        group_size = in_channels // groups
+        _positive_int("channels_per_tree", channels_per_tree)
+        if channels_per_tree > group_size:
+            raise ValueError(
+                f"channels_per_tree={channels_per_tree} is larger than the group: in_channels={in_channels} "
+                f"in groups={groups} gives {group_size} channels per group")
+        self.channels_per_tree = channels_per_tree
+        self.relaxation = check_relaxation(relaxation)
+        self.parametrization = check_parametrization(parametrization)
+        if not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+        self.backend = check_backend(backend)
+        self._resolved_backend = resolve_backend(backend)
+        self.register_buffer("leaf_index", self._draw_leaves(generator))
+        self.register_buffer("basis", gate_basis(), persistent=False)
+        self.weight = nn.Parameter(
+            init_weight(parametrization, (out_channels, 2 ** tree_depth - 1), init, generator=generator))
+
+    @property
+    def num_leaves(self) -> int:
+        return 1 << self.tree_depth
+
+    def _draw_leaves(self, generator: Optional[torch.Generator]) -> torch.Tensor:
+        k2 = self.kernel_size ** 2
+        group_in = self.in_channels // self.groups
+        group_out = self.out_channels // self.groups
+        slots = self.channels_per_tree * k2
+        num_out = self.out_channels
+        first = (torch.arange(num_out) // group_out) * group_in
+        channels = _distinct_draws(num_out, group_in, self.channels_per_tree, generator)
+        if self.num_leaves <= slots:
+            pick = _distinct_draws(num_out, slots, self.num_leaves, generator)
+        else:
+            pick = torch.randint(0, slots, (num_out, self.num_leaves), generator=generator)
+        channel = first[:, None] + channels.gather(1, pick // k2)
+        return channel * k2 + pick % k2
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return (tree_output_size(height, self.kernel_size, self.stride, self.padding),
+                tree_output_size(width, self.kernel_size, self.stride, self.padding))
+
+    def coefficients(self) -> torch.Tensor:
+        """Per-gate (c1, ca, cb, cab), ``(out_channels, 2^depth - 1, 4)``."""
+        return gate_coefficients(
+            self.weight, self.basis, self.parametrization, self.relaxation, self.temperature, self.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coefficients = self.coefficients()
+        if torch.jit.is_scripting():
+            if x.dim() != 4 or x.shape[1] != self.in_channels:
+                raise ValueError("LogicTreeConv2d expects input of shape (batch, " + str(self.in_channels) + ", H, W)")
+            return logic_tree_conv_plain(x, self.leaf_index, coefficients, self.kernel_size, self.stride, self.padding)
+        return logic_tree_conv_forward(x, self.leaf_index, coefficients, self.in_channels, self.kernel_size,
+                                       self.stride, self.padding, self._resolved_backend)
+
+    @torch.jit.unused
+    def gate_ids(self) -> torch.Tensor:
+        """The gate id each tree gate keeps after training (int64, ``(out_channels, 2^depth - 1)``)."""
+        return gate_ids(self.weight.detach(), self.parametrization)
+
+    @torch.jit.unused
+    def lower(self, builder, node_ids: np.ndarray) -> np.ndarray:
+        """Append the trees at every position to a ``NetlistBuilder``; ``node_ids`` is ``(C, H, W)``."""
+        node_ids = np.asarray(node_ids)
+        if node_ids.ndim != 3 or node_ids.shape[0] != self.in_channels:
+            raise ValueError(f"LogicTreeConv2d.lower expects node ids (C={self.in_channels}, H, W), got {node_ids.shape}")
+        _, height, width = node_ids.shape
+        out_h, out_w = self.output_size(height, width)
+        p, k, s = self.padding, self.kernel_size, self.stride
+        padded = node_ids
+        if p:
+            padded = np.full((self.in_channels, height + 2 * p, width + 2 * p), builder.constant(0), dtype=np.int64)
+            padded[:, p:p + height, p:p + width] = node_ids
+        leaf = self.leaf_index.cpu().numpy()
+        c, dy, dx = leaf // (k * k), (leaf // k) % k, leaf % k
+        rows = (np.arange(out_h) * s)[None, None, :, None] + dy[:, :, None, None]
+        cols = (np.arange(out_w) * s)[None, None, None, :] + dx[:, :, None, None]
+        values = padded[c[:, :, None, None], rows, cols]  # (O, L, H', W')
+        gates = self.gate_ids().cpu().numpy().astype(np.uint8)
+        start = 0
+        while values.shape[1] > 1:
+            n = values.shape[1] // 2
+            level = np.broadcast_to(gates[:, start:start + n, None, None], (self.out_channels, n, out_h, out_w))
+            values = builder.add_layer(level, values[:, 0::2], values[:, 1::2])
+            start += n
+        return values[:, 0]
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"tree_depth={self.tree_depth}, stride={self.stride}, padding={self.padding}, "
+                f"channels_per_tree={self.channels_per_tree}, groups={self.groups}, "
+                f"relaxation={self.relaxation!r}, parametrization={self.parametrization!r}")
+
+
+class OrPool2d(nn.Module):
+    """OR pooling: the maximum over each window (relaxed), which is the logical OR on bits (discrete).
+
+    Gradients flow only through the maximum, as in max pooling.
+    """
+
+    def __init__(self, kernel_size: int = 2, stride: Optional[int] = None) -> None:
+        super().__init__()
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        self.stride = _positive_int("stride", stride if stride is not None else kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return ((height - self.kernel_size) // self.stride + 1, (width - self.kernel_size) // self.stride + 1)
+
+    @torch.jit.unused
+    def lower(self, builder, node_ids: np.ndarray) -> np.ndarray:
+        """OR-reduce each window with a balanced tree of OR gates; ``node_ids`` is ``(C, H, W)``."""
+        node_ids = np.asarray(node_ids)
+        out_h, out_w = self.output_size(node_ids.shape[1], node_ids.shape[2])
+        k, s = self.kernel_size, self.stride
+        windows = [node_ids[:, dy:dy + s * (out_h - 1) + 1:s, dx:dx + s * (out_w - 1) + 1:s]
+                   for dy in range(k) for dx in range(k)]
+        while len(windows) > 1:
+            pairs = len(windows) // 2
+            merged = builder.add_layer(OR_GATE, np.stack(windows[0:2 * pairs:2]), np.stack(windows[1:2 * pairs:2]))
+            windows = list(merged) + windows[2 * pairs:]
+        return windows[0]
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"

@@ -1,0 +1,350 @@
+"""Convolutional logic gate networks (LogicTreeNet).
+
+Papers:
+    `Convolutional Differentiable Logic Gate Networks` - Petersen et al., NeurIPS 2024
+        https://arxiv.org/abs/2411.04732
+    `Deep Differentiable Logic Gate Networks` - Petersen et al., NeurIPS 2022 (dense head, GroupSum)
+
+A thermometer encoder turns the image into bits; each stage is a ``LogicTreeConv2d`` (a binary tree of
+gates per kernel over 2 input channels of a 3x3 or 5x5 field) followed by 2x2 OR pooling; the head
+flattens the last map into randomly wired ``LogicDense`` layers and a ``GroupSum``. The head's last
+logic layer is timm's classifier.
+
+Gate counts: ``LogicTreeNet.gate_count()`` counts the physical gates of the discrete circuit (every
+tree at every position, the OR trees of the pools, the dense gates), which is exactly
+``discretize(model).num_gates`` less the one constant gate that zero padding reads.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from ..layers import GroupSum, LogicDense, LogicTreeConv2d, OrPool2d, Thermometer
+
+__all__ = ["LogicTreeNet", "LogicHead"]
+
+GLOBAL_POOLS = ("max", "avg", "flatten", "")
+
+
+def _per_stage(name: str, value: Union[int, Sequence[int]], stages: int) -> List[int]:
+    values = [value] * stages if isinstance(value, int) and not isinstance(value, bool) else list(value)
+    if len(values) != stages or any(not isinstance(v, int) or isinstance(v, bool) for v in values):
+        raise ValueError(f"{name} must be an int or a list of {stages} ints, got {value!r}")
+    return values
+
+
+class LogicHead(nn.Module):
+    """Flatten -> hidden ``LogicDense`` layers -> classifier ``LogicDense`` -> ``GroupSum``."""
+
+    def __init__(self, in_features: int, widths: Sequence[int], num_classes: int, *, tau: float,
+                 generator: Optional[torch.Generator] = None, **layer_args: Any) -> None:
+        super().__init__()
+        widths = list(widths)
+        if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
+            raise ValueError(f"head_widths must be a non-empty list of positive ints, got {widths!r}")
+        if widths[-1] % num_classes:
+            raise ValueError(
+                f"num_classes={num_classes} does not divide the head width {widths[-1]}: "
+                f"choose a last head width that is a multiple of num_classes")
+        hidden = []
+        features = in_features
+        for w in widths[:-1]:
+            hidden.append(LogicDense(features, w, generator=generator, **layer_args))
+            features = w
+        self.hidden = nn.Sequential(*hidden)
+        self.hidden_size = features
+        self.classifier = LogicDense(features, widths[-1], generator=generator, **layer_args)
+        self.group_sum = GroupSum(num_classes, tau)
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.hidden(x.flatten(1))
+        if pre_logits:
+            return x
+        return self.group_sum(self.classifier(x))
+
+
+class LogicTreeNet(nn.Module):
+    """Thermometer -> stages of (LogicTreeConv2d, OrPool2d) -> LogicHead.
+
+    All constructor arguments are plain JSON values (ints, floats, strings, lists).
+    """
+
+    def __init__(
+            self,
+            *,
+            num_classes: int = 10,
+            in_chans: int = 3,
+            img_size: Union[int, Sequence[int]] = 32,
+            channels: Sequence[int] = (32, 128, 512, 1024),
+            kernel_size: Union[int, Sequence[int]] = 3,
+            padding: Union[int, Sequence[int]] = 1,
+            tree_depth: Union[int, Sequence[int]] = 3,
+            channels_per_tree: int = 2,
+            groups: Union[int, Sequence[int]] = 1,
+            head_widths: Sequence[int] = (40960, 20480, 10240),
+            input_bits: int = 2,
+            thresholds: str = "uniform",
+            connectivity: str = "random",
+            relaxation: str = "softmax",
+            parametrization: str = "raw16",
+            init: str = "residual",
+            temperature: float = 1.0,
+            group_tau: float = 20.0,
+            global_pool: str = "max",
+            drop_rate: float = 0.0,
+            backend: str = "auto",
+            seed: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        if global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"unknown global_pool {global_pool!r}: expected one of {GLOBAL_POOLS}")
+        channels = list(channels)
+        if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
+            raise ValueError(f"channels must be a non-empty list of positive ints, got {channels!r}")
+        stages = len(channels)
+        kernel_sizes = _per_stage("kernel_size", kernel_size, stages)
+        paddings = _per_stage("padding", padding, stages)
+        depths = _per_stage("tree_depth", tree_depth, stages)
+        group_counts = _per_stage("groups", groups, stages)
+        self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(int(s) for s in img_size)
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.global_pool = global_pool
+        self.drop_rate = float(drop_rate)
+        self.group_tau = float(group_tau)
+        self.head_widths = list(head_widths)
+        logic_args: Dict[str, Any] = dict(relaxation=relaxation, parametrization=parametrization, init=init,
+                                          temperature=temperature, backend=backend)
+        self._dense_args = dict(logic_args, connectivity=connectivity)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+        self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds)
+        height, width = self.img_size
+        in_c = self.encoder.out_channels
+        blocks = []
+        self.feature_info = []
+        for i, out_c in enumerate(channels):
+            # A stage whose groups are narrower than channels_per_tree (a 1-bit grey image) reads them all.
+            per_tree = min(channels_per_tree, in_c // group_counts[i]) if in_c % group_counts[i] == 0 else channels_per_tree
+            conv = LogicTreeConv2d(
+                in_c, out_c, kernel_sizes[i], tree_depth=depths[i], padding=paddings[i],
+                channels_per_tree=per_tree, groups=group_counts[i], generator=generator, **logic_args)
+            if min(height, width) + 2 * paddings[i] < kernel_sizes[i]:
+                raise ValueError(
+                    f"stage {i}: kernel_size={kernel_sizes[i]} is larger than its input {height}x{width} "
+                    f"(padding {paddings[i]}); img_size={list(self.img_size)} is too small for {stages} stages")
+            height, width = conv.output_size(height, width)
+            pool = OrPool2d(2)
+            if min(height, width) < 2:
+                raise ValueError(f"stage {i}: the OR pool needs a map of at least 2x2, got {height}x{width}; "
+                                 f"img_size={list(self.img_size)} is too small for {stages} stages")
+            height, width = pool.output_size(height, width)
+            blocks.append(nn.Sequential(conv, pool))
+            self.feature_info.append(dict(num_chs=out_c, reduction=self.img_size[0] // height, module=f"stages.{i}"))
+            in_c = out_c
+        self.stages = nn.Sequential(*blocks)
+        self.feature_hw = (height, width)
+        self.num_features = in_c
+        self.flat_features = in_c * height * width
+        self.head = self._make_head(num_classes, generator)
+        self.head_hidden_size = self.head.hidden_size if isinstance(self.head, LogicHead) else self.num_features
+
+    def _make_head(self, num_classes: int, generator: Optional[torch.Generator] = None) -> nn.Module:
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        if num_classes == 0:
+            return nn.Identity()
+        return LogicHead(self.flat_features, self.head_widths, num_classes, tau=self.group_tau,
+                         generator=generator, **self._dense_args)
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head.classifier if isinstance(self.head, LogicHead) else self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """Rebuild the LGN head for ``num_classes``; 0 removes it (then ``global_pool`` pools the map)."""
+        if global_pool is not None:
+            if global_pool not in GLOBAL_POOLS:
+                raise ValueError(f"unknown global_pool {global_pool!r}: expected one of {GLOBAL_POOLS}")
+            self.global_pool = global_pool
+        self.head = self._make_head(num_classes)
+        self.num_classes = num_classes
+
+    @torch.jit.ignore
+    def set_temperature(self, temperature: float) -> None:
+        """Set the relaxation temperature of every logic layer (for temperature schedules)."""
+        for module in self.modules():
+            if isinstance(module, (LogicDense, LogicTreeConv2d)):
+                module.temperature = float(temperature)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return dict(stem=r"^encoder", blocks=r"^stages\.(\d+)")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        if enable:
+            raise ValueError("LogicTreeNet does not support gradient checkpointing")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.encoder(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if isinstance(self.head, LogicHead):
+            if self.drop_rate > 0.0:
+                x = F.dropout(x, p=self.drop_rate, training=self.training)
+            return self.head(x, pre_logits=pre_logits)
+        if self.global_pool == "max":
+            return x.amax(dim=(2, 3))
+        if self.global_pool == "avg":
+            return x.mean(dim=(2, 3))
+        if self.global_pool == "flatten":
+            return x.flatten(1)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    @torch.jit.ignore
+    def gate_count(self) -> Dict[str, int]:
+        """Physical gates of the discrete circuit by part (trees at every position, OR pools, dense)."""
+        height, width = self.img_size
+        trees = pools = 0
+        for stage in self.stages:
+            conv, pool = stage[0], stage[1]
+            height, width = conv.output_size(height, width)
+            trees += conv.out_channels * (conv.num_leaves - 1) * height * width
+            height, width = pool.output_size(height, width)
+            pools += conv.out_channels * (pool.kernel_size ** 2 - 1) * height * width
+        dense = sum(self.head_widths) if isinstance(self.head, LogicHead) else 0
+        return {"trees": trees, "or_pools": pools, "dense": dense, "total": trees + pools + dense}
+
+    @torch.jit.ignore
+    def to_netlist(self):
+        """The discrete circuit this model computes in eval mode (see ``lgn_nas.discretize``)."""
+        from ..netlist import NetlistBuilder
+
+        if not isinstance(self.head, LogicHead):
+            raise ValueError("this model has no classifier head (num_classes=0): nothing to discretize")
+        builder = NetlistBuilder(self.encoder.to_encoding((self.in_chans, *self.img_size)))
+        ids = builder.input_ids()
+        for stage in self.stages:
+            for module in stage:
+                ids = module.lower(builder, ids)
+        ids = np.asarray(ids).reshape(-1)
+        for layer in self.head.hidden:
+            ids = layer.lower(builder, ids)
+        ids = self.head.classifier.lower(builder, ids)
+        metadata = {"architecture": getattr(self, "pretrained_cfg", {}).get("architecture", type(self).__name__)}
+        return builder.build(ids, num_classes=self.num_classes, tau=self.group_tau, metadata=metadata)
+
+
+def _create_lgn_conv(variant: str, pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    out_indices = kwargs.pop("out_indices", None)
+    stages = len(kwargs.get("channels", (0, 0, 0, 0)))
+    feature_cfg = dict(flatten_sequential=True, out_indices=out_indices or tuple(range(stages)))
+    return build_model_with_cfg(LogicTreeNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
+
+
+def _cfg(**kwargs) -> Dict[str, Any]:
+    return {
+        "url": "",
+        "num_classes": 10,
+        "input_size": (3, 32, 32),
+        "pool_size": (2, 2),
+        "fixed_input_size": True,
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "mean": (0.0, 0.0, 0.0),
+        "std": (1.0, 1.0, 1.0),
+        "first_conv": "stages.0.0",
+        "classifier": "head.classifier",
+        "license": "apache-2.0",
+        **kwargs,
+    }
+
+
+def _mnist_cfg(**kwargs) -> Dict[str, Any]:
+    return _cfg(input_size=(1, 28, 28), pool_size=(3, 3), mean=(0.0,), std=(1.0,), **kwargs)
+
+
+default_cfgs = generate_default_cfgs({
+    "lgn_conv_s.untrained": _cfg(),
+    "lgn_conv_m.untrained": _cfg(),
+    "lgn_conv_b.untrained": _cfg(),
+    "lgn_conv_l.untrained": _cfg(),
+    "lgn_conv_g.untrained": _cfg(),
+    "lgn_conv_mnist_s.untrained": _mnist_cfg(),
+    "lgn_conv_mnist_m.untrained": _mnist_cfg(),
+    "lgn_conv_mnist_l.untrained": _mnist_cfg(),
+})
+
+
+def _cifar_args(k: int, *, input_bits: int, group_tau: float, head_scale: int = 1) -> Dict[str, Any]:
+    flat = 32 * k * 2 * 2
+    return dict(channels=[k, 4 * k, 16 * k, 32 * k], kernel_size=3, padding=1, tree_depth=3,
+                head_widths=[head_scale * flat * 10, head_scale * flat * 5, head_scale * flat * 10 // 4],
+                input_bits=input_bits, group_tau=group_tau, in_chans=3, img_size=32)
+
+
+def _mnist_args(k: int, *, group_tau: float) -> Dict[str, Any]:
+    return dict(channels=[k, 3 * k, 9 * k], kernel_size=[5, 3, 3], padding=[0, 1, 1], tree_depth=3,
+                head_widths=[1280 * k, 640 * k, 320 * k], input_bits=1, group_tau=group_tau, in_chans=1,
+                img_size=28)
+
+
+@register_model
+def lgn_conv_s(pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    """LogicTreeNet-S for CIFAR-10: k=32, 2 input bits, tau 20."""
+    return _create_lgn_conv("lgn_conv_s", pretrained, **dict(_cifar_args(32, input_bits=2, group_tau=20.0), **kwargs))
+
+
+@register_model
+def lgn_conv_m(pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    """LogicTreeNet-M for CIFAR-10: k=256, tau 40."""
+    return _create_lgn_conv("lgn_conv_m", pretrained, **dict(_cifar_args(256, input_bits=3, group_tau=40.0), **kwargs))
+
+
+@register_model
+def lgn_conv_b(pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    """LogicTreeNet-B for CIFAR-10: k=512, 31 thresholds per channel."""
+    return _create_lgn_conv("lgn_conv_b", pretrained,
+                            **dict(_cifar_args(512, input_bits=31, group_tau=280.0), **kwargs))
+
+
+@register_model
+def lgn_conv_l(pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    """LogicTreeNet-L for CIFAR-10: k=1024, doubled dense head."""
+    return _create_lgn_conv("lgn_conv_l", pretrained,
+                            **dict(_cifar_args(1024, input_bits=31, group_tau=340.0, head_scale=2), **kwargs))
+
+
+@register_model
+def lgn_conv_g(pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    """LogicTreeNet-G for CIFAR-10: k=2048, doubled dense head."""
+    return _create_lgn_conv("lgn_conv_g", pretrained,
+                            **dict(_cifar_args(2048, input_bits=31, group_tau=450.0, head_scale=2), **kwargs))
+
+
+@register_model
+def lgn_conv_mnist_s(pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    """LogicTreeNet-S for MNIST: k=16, blocks 5x5 (no padding), 3x3, 3x3."""
+    return _create_lgn_conv("lgn_conv_mnist_s", pretrained, **dict(_mnist_args(16, group_tau=6.5), **kwargs))
+
+
+@register_model
+def lgn_conv_mnist_m(pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    """LogicTreeNet-M for MNIST: k=64."""
+    return _create_lgn_conv("lgn_conv_mnist_m", pretrained, **dict(_mnist_args(64, group_tau=28.0), **kwargs))
+
+
+@register_model
+def lgn_conv_mnist_l(pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    """LogicTreeNet-L for MNIST: k=256 (not in the paper's table; the next step up from M)."""
+    return _create_lgn_conv("lgn_conv_mnist_l", pretrained, **dict(_mnist_args(256, group_tau=35.0), **kwargs))

@@ -1,0 +1,26 @@
+"""TVM kernels and lowerings for logic gate networks.
+
+Takes arrays (or a netlist object read duck-typed) and returns arrays or compiled modules; knows nothing
+of timm, Optuna or ``lgn_nas`` (dependencies point ``lgn_nas -> tvm_ops``). Importing this package is
+cheap: ``import tvm`` (seconds) happens on the first compile or load.
+
+Netlist inference (bit-sliced, 64 samples per uint64 word, SIMD over words, LLVM for this CPU):
+
+- :func:`compile_netlist` -> :class:`CompiledNetlist` (call on raw inputs for float32 scores,
+  ``.counts`` for int64 counts, ``.save(path)``); :func:`load_compiled_netlist`.
+- :mod:`tvm_ops.netlist_plan`: the numpy lowering (literal folding, GroupSum head, liveness slots) that
+  the TVM kernel and the C export share.
+"""
+from .netlist_compile import CompiledNetlist, clear_kernel_cache, compile_netlist, load_compiled_netlist
+from .netlist_plan import NetlistArrays, Plan, make_plan, netlist_arrays
+
+__all__ = [
+    "CompiledNetlist",
+    "compile_netlist",
+    "load_compiled_netlist",
+    "clear_kernel_cache",
+    "NetlistArrays",
+    "Plan",
+    "make_plan",
+    "netlist_arrays",
+]

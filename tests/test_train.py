@@ -22,8 +22,8 @@ from lgn_nas.train import (
 from lgn_nas.train import checkpoint as checkpoint_module
 
 # A small net that learns MNIST within one short epoch (measured: 65-69% discrete over 3 seeds).
-GOOD_KWARGS = dict(depth=2, width=2000, init="gaussian", group_tau=3.0)
-TINY_KWARGS = dict(depth=2, width=200, init="gaussian", group_tau=3.0)
+GOOD_KWARGS = dict(depth=2, width=2000, init="gaussian", group_tau=3.0, backend="torch")
+TINY_KWARGS = dict(depth=2, width=200, init="gaussian", group_tau=3.0, backend="torch")
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +162,8 @@ def test_real_mnist_training_learns_and_netlist_agrees(mnist, tmp_path):
 
 def test_relaxed_mode_is_noise_free_softmax_and_restores(mnist):
     torch.manual_seed(0)
-    model = lgn_nas.models.LogicDenseNet(depth=2, width=200, init="gaussian", relaxation="gumbel_st", drop_rate=0.5)
+    model = lgn_nas.models.LogicDenseNet(depth=2, width=200, init="gaussian", relaxation="gumbel_st", drop_rate=0.5,
+                                         backend="torch")
     x = mnist.test[0][:64].float().div(255.0)
     with torch.no_grad(), relaxed_mode(model):
         first, second = model(x), model(x)

@@ -1,0 +1,161 @@
+"""compile_netlist: the TVM/LLVM bit-sliced kernel agrees with Netlist.evaluate bit for bit."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lgn_nas.netlist import Encoding, NetlistBuilder, NetlistLayer, Netlist
+from lgn_nas.netlist.evaluate import pack_bits
+
+pytest.importorskip("tvm")
+
+import tvm_ops  # noqa: E402
+from tvm_ops.netlist_plan import NetlistArrays, make_plan, netlist_arrays, run_plan_numpy, uint8_cuts  # noqa: E402
+
+
+def random_netlist(seed, *, input_shape=(1, 28, 28), thresholds=1, widths=(512, 512, 512), num_classes=10,
+                   group_size=None, skip=False):
+    """Random net: strictly layered, or (skip=True) gates reading any earlier node and any-node outputs."""
+    rng = np.random.default_rng(seed)
+    thr = np.sort(rng.random((input_shape[0], thresholds), dtype=np.float32), axis=1)
+    builder = NetlistBuilder(Encoding("thermometer", input_shape, thr))
+    prev = builder.input_ids().ravel()
+    everything = prev
+    for width in widths:
+        pool = everything if skip else prev
+        gate = rng.integers(0, 16, width)
+        ids = builder.add_layer(gate, rng.choice(pool, width), rng.choice(pool, width))
+        prev = ids
+        everything = np.concatenate([everything, ids])
+    k = group_size or widths[-1] // num_classes
+    outputs = rng.choice(everything, num_classes * k) if skip else rng.permutation(prev)[: num_classes * k]
+    return builder.build(outputs, num_classes=num_classes, tau=float(np.sqrt(k)))
+
+
+CASES = {
+    "mnist_layered": dict(seed=0),
+    "skip_rgb_T3": dict(seed=1, input_shape=(3, 5, 6), thresholds=3, widths=(300, 200, 100, 90), skip=True),
+    "small_group": dict(seed=2, input_shape=(2, 9), thresholds=2, widths=(40, 30), num_classes=3, group_size=5,
+                        skip=True),
+}
+_COMPILED: dict = {}
+
+
+def compiled(name):
+    """One compile per case per test session (kernels are also cached by shape inside tvm_ops)."""
+    if name not in _COMPILED:
+        net = random_netlist(**CASES[name])
+        _COMPILED[name] = (net, tvm_ops.compile_netlist(net, threads=2))
+    return _COMPILED[name]
+
+
+def test_import_is_cheap_and_independent():
+    code = "import sys, tvm_ops; print('tvm' in sys.modules, 'lgn_nas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_plan_matches_reference(name):
+    net = random_netlist(**CASES[name])
+    bits = np.random.default_rng(5).random((200, net.num_inputs)) < 0.5
+    ref = net.evaluate_bits(bits)
+    for head in ("outputs", "adder"):
+        plan = make_plan(netlist_arrays(net), head=head)
+        assert np.array_equal(run_plan_numpy(plan, pack_bits(bits))[:200], ref)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("batch", [1, 63, 1024, 2500])
+def test_scores_and_counts_bit_exact(name, batch):
+    net, cn = compiled(name)
+    rng = np.random.default_rng(batch)
+    x8 = rng.integers(0, 256, (batch,) + net.encoding.input_shape, dtype=np.uint8)
+    assert np.array_equal(cn(x8), net.evaluate(x8))
+    xf = rng.random((batch,) + net.encoding.input_shape).astype(np.float32)
+    assert np.array_equal(cn(xf), net.evaluate(xf))
+    assert np.array_equal(cn.counts(x8), net.evaluate_bits(net.encode(x8)))
+
+
+def test_torch_float64_and_threshold_edges():
+    torch = pytest.importorskip("torch")
+    net, cn = compiled("mnist_layered")
+    # Inputs exactly at the thresholds, and uint8 levels around them.
+    thr = net.encoding.thresholds[0, 0]
+    x = np.full((64, 1, 28, 28), thr, dtype=np.float64)
+    x[::2] = np.nextafter(np.float32(thr), np.float32(2))
+    assert np.array_equal(cn(torch.from_numpy(x)), net.evaluate(x))
+    x8 = torch.arange(256, dtype=torch.uint8).repeat(4 * 784).reshape(-1, 1, 28, 28)[:1024]
+    assert np.array_equal(cn(x8), net.evaluate(x8.numpy()))
+
+
+def test_uint8_cuts_match_float_division():
+    thr = np.array([[-1.0, 0.0, 0.5, 127.5 / 255, 1.0, 2.0, np.float32(3) / np.float32(255)]], dtype=np.float32)
+    cuts = uint8_cuts(thr)[0]
+    levels = np.arange(256, dtype=np.float32) / np.float32(255)
+    for cut, t in zip(cuts, thr[0]):
+        assert np.array_equal(levels >= (levels[cut] if cut < 256 else np.inf), levels > t)
+
+
+def test_simplified_net_is_smaller_and_equal():
+    net, cn = compiled("mnist_layered")
+    assert cn.stats["gates_live"] < net.num_gates  # pass-through, constant and dead gates cost nothing
+
+
+def test_save_and_load_without_compiling(tmp_path):
+    for name in ("mnist_layered", "skip_rgb_T3"):
+        net, cn = compiled(name)
+        path = tmp_path / "net.so"  # the same path twice: the loader must not reuse the old library
+        cn.save(path)
+        loaded = tvm_ops.load_compiled_netlist(path, threads=1)
+        x = np.random.default_rng(0).integers(0, 256, (300,) + net.encoding.input_shape, dtype=np.uint8)
+        assert np.array_equal(loaded(x), net.evaluate(x))
+        assert np.array_equal(loaded(x.astype(np.float32) / 255), net.evaluate(x.astype(np.float32) / 255))
+    (tmp_path / "net.so.json").write_text("{}")
+    with pytest.raises(ValueError, match="format"):
+        tvm_ops.load_compiled_netlist(path)
+    with pytest.raises(FileNotFoundError):
+        tvm_ops.load_compiled_netlist(tmp_path / "missing.so")
+
+
+def test_bad_inputs_are_refused():
+    net, cn = compiled("mnist_layered")
+    with pytest.raises(ValueError, match=r"shape \(5, 784\)"):
+        cn(np.zeros((5, 784), np.uint8))
+    with pytest.raises(ValueError, match="dtype int32"):
+        cn(np.zeros((5, 1, 28, 28), np.int32))
+    with pytest.raises(ValueError, match="threads"):
+        tvm_ops.compile_netlist(net, threads=0)
+
+
+def _arrays(net, **change):
+    arrays = netlist_arrays(net)
+    fields = dict(arrays.__dict__)
+    fields.update(change)
+    return NetlistArrays(**fields)
+
+
+def test_bad_netlists_are_refused_before_compiling():
+    net = random_netlist(3, input_shape=(1, 4, 4), widths=(20, 20))
+    gate, in_a, in_b = (np.array(a) for a in netlist_arrays(net).layers[1])
+    bad_index = in_a.copy()
+    bad_index[3] = 10_000
+    with pytest.raises(ValueError, match="in_a\\[3\\] = 10000"):
+        tvm_ops.compile_netlist(_arrays(net, layers=[netlist_arrays(net).layers[0], (gate, bad_index, in_b)]))
+    cyclic = in_b.copy()
+    cyclic[0] = 16 + 20 + 5  # a gate of its own layer
+    with pytest.raises(ValueError, match="in_b\\[0\\] = 41"):
+        tvm_ops.compile_netlist(_arrays(net, layers=[netlist_arrays(net).layers[0], (gate, in_a, cyclic)]))
+    unknown = gate.astype(np.int64)
+    unknown[2] = 16
+    with pytest.raises(ValueError, match="gate id 16"):
+        tvm_ops.compile_netlist(_arrays(net, layers=[netlist_arrays(net).layers[0], (unknown, in_a, in_b)]))
+    with pytest.raises(ValueError, match="num_classes = 3"):
+        tvm_ops.compile_netlist(_arrays(net, num_classes=3, outputs=np.arange(20, 30)))
+    with pytest.raises(ValueError, match="not a netlist"):
+        tvm_ops.compile_netlist(object())
+    with pytest.raises(ValueError, match="target"):
+        tvm_ops.compile_netlist(net, target="llvm -mcpu=native")

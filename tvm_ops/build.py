@@ -1,0 +1,154 @@
+"""Shared TVM build helpers: the host target, an on-disk + in-memory module cache, thread count.
+
+Nothing here imports ``tvm`` at module import time; the first build or load does (about 3.5 s).
+
+* :func:`host_target`: LLVM target dict for this CPU (``mcpu`` from LLVM's host detection).
+* :func:`cached_build`: compile an IRModule once per (name, key, target) and keep the shared library
+  in ``$LGN_TVM_CACHE`` (default ``~/.cache/lgn_nas/tvm``); later processes ``load_module`` it in
+  milliseconds. The key should name everything the code depends on (e.g. a kernel version or a hash
+  of the kernel source): the TVM version and the target are added here. Files are written to a
+  temporary name and renamed, so concurrent processes never load half a library. A library that
+  fails to load is rebuilt.
+* :func:`set_num_threads`: TVM's worker count follows ``TVM_NUM_THREADS`` when set, else
+  ``torch.get_num_threads()``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+__all__ = ["host_target", "cache_dir", "cached_build", "source_hash", "desired_threads", "set_num_threads", "prepare_thread_pool",
+           "target_key"]
+
+_LOCK = threading.RLock()
+_WE_SET_ENV = False
+_MEMORY: Dict[str, Any] = {}
+_HOST_TARGET: Optional[dict] = None
+
+
+def host_target() -> dict:
+    """``{"kind": "llvm", "mtriple": <host triple>, "mcpu": <host cpu>}`` (imports tvm)."""
+    global _HOST_TARGET
+    if _HOST_TARGET is None:
+        import tvm  # noqa: F401  (registers the codegen functions)
+        from tvm_ffi import get_global_func
+
+        cpu = str(get_global_func("tvm.codegen.llvm.GetHostCPUName")())
+        triple = str(get_global_func("tvm.codegen.llvm.GetDefaultTargetTriple")())
+        _HOST_TARGET = {"kind": "llvm", "mtriple": triple, "mcpu": cpu}
+    return dict(_HOST_TARGET)
+
+
+def cache_dir() -> Path:
+    """``$LGN_TVM_CACHE`` or ``~/.cache/lgn_nas/tvm``."""
+    env = os.environ.get("LGN_TVM_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "lgn_nas" / "tvm"
+
+
+def source_hash(*paths: str | os.PathLike) -> str:
+    """Short sha256 of the given source files (a cache-key component that follows code edits)."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def target_key(target: dict) -> str:
+    return json.dumps(target, sort_keys=True, default=str)
+
+
+def _digest(name: str, key: Any, target: dict) -> str:
+    import tvm
+
+    blob = json.dumps({"name": name, "key": key, "target": target, "tvm": tvm.__version__},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def cached_build(name: str, key: Any, make_module: Callable[[], Any], target: dict, *, disk: bool = True):
+    """The runtime module of ``make_module()`` compiled for ``target``, cached in memory and on disk.
+
+    Returns a ``tvm.runtime.Module`` (look functions up with ``mod[name]``).
+    """
+    import tvm
+
+    digest = _digest(name, key, target)
+    with _LOCK:
+        mod = _MEMORY.get(digest)
+        if mod is not None:
+            return mod
+        path = cache_dir() / f"{name}-{digest}.so"
+        if disk and path.exists():
+            try:
+                mod = tvm.runtime.load_module(str(path))
+            except Exception:  # a corrupt or incompatible file: rebuild it below
+                mod = None
+        if mod is None:
+            ex = tvm.compile(make_module(), target=target)
+            if disk:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".so", dir=path.parent)
+                    os.close(fd)
+                    try:
+                        ex.export_library(tmp)
+                        os.replace(tmp, path)
+                    finally:
+                        if os.path.exists(tmp):
+                            os.unlink(tmp)
+                    mod = tvm.runtime.load_module(str(path))
+                except Exception:  # read-only or full cache dir, or no loader for the target here
+                    mod = None  # keep the in-memory build
+            if mod is None:
+                mod = ex.mod
+        _MEMORY[digest] = mod
+        return mod
+
+
+def desired_threads() -> int:
+    """``TVM_NUM_THREADS`` if set, else ``torch.get_num_threads()``."""
+    env = None if _WE_SET_ENV else os.environ.get("TVM_NUM_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+_POOL_READY = False
+_POOL_THREADS = -1
+
+
+def prepare_thread_pool() -> None:
+    """Before TVM's worker pool exists: size it for the whole machine (it cannot grow later).
+
+    TVM sizes its pool once, at the first parallel launch, from ``TVM_NUM_THREADS`` (default: half
+    the cores). When that variable is unset we set it to the core count here so that
+    :func:`set_num_threads` can later choose any count up to it; if another TVM user in the process
+    already launched parallel work, its pool size stays the upper bound.
+    """
+    global _POOL_READY, _WE_SET_ENV
+    if not _POOL_READY:
+        if not os.environ.get("TVM_NUM_THREADS"):
+            os.environ["TVM_NUM_THREADS"] = str(max(1, os.cpu_count() or 1))
+            _WE_SET_ENV = True
+        _POOL_READY = True
+
+
+def set_num_threads(n: int) -> None:
+    """Make TVM's parallel loops use ``n`` workers (no-op when already so)."""
+    global _POOL_THREADS
+    if n == _POOL_THREADS:
+        return
+    from tvm_ffi import get_global_func
+
+    get_global_func("runtime.config_threadpool")(1, int(n))
+    _POOL_THREADS = n

@@ -1,0 +1,242 @@
+"""Autograd-aware PyTorch ops backed by the TVM training kernels (``train_dense``).
+
+``logic_dense(x, in_a, in_b, coefficients)`` has the signature and semantics of
+``lgn_nas.layers.functional.logic_dense``: ``x`` (B, in), ``in_a``/``in_b`` integer (n,),
+``coefficients`` (n, 4) = (c1, ca, cb, cab); returns (B, n) and back-propagates into ``x`` and
+``coefficients``.
+
+* Importing this module is cheap: ``tvm`` is imported, and the kernels are compiled (or loaded from
+  the on-disk cache, see ``tvm_ops.build``), on the first call. All shapes are symbolic in the
+  kernels, so one build per dtype serves every layer and batch size.
+* Tensors go to TVM zero-copy through DLPack; outputs are allocated by torch. The kernels assume
+  element alignment only, so views at any offset are safe; non-contiguous inputs are made
+  contiguous first.
+* dtypes: float32 and float64 have kernels (float64 for ``gradcheck``); float16/bfloat16 are
+  computed in float32 and cast back (differentiably). Other dtypes, non-CPU tensors, out-of-range
+  or non-integer indices raise ``ValueError``/``TypeError`` with the reason: nothing is silently
+  computed wrong.
+* If ``tvm`` is missing or a build fails, the op warns once (``TvmFallbackWarning``, naming the
+  cause) and computes with the torch path from then on.
+* Threads: ``TVM_NUM_THREADS`` if set, else ``torch.get_num_threads()``, re-read on every call.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import warnings
+from typing import Any, Dict, Optional
+
+import torch
+
+__all__ = ["logic_dense", "available", "kernels_ready", "TvmFallbackWarning", "build_dense_kernels", "consumer_index",
+           "build_dense_cuda", "reset"]
+
+
+class TvmFallbackWarning(RuntimeWarning):
+    """The TVM kernels could not be used; the torch path computes instead."""
+
+
+_LOCK = threading.Lock()
+_MODULES: Dict[str, Any] = {}
+_FAILED: Optional[str] = None  # reason, once a build failed
+_WARNED = False
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+_CAST_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def available() -> bool:
+    """Whether TVM is importable and no build has failed in this process (does not import tvm)."""
+    return _FAILED is None and importlib.util.find_spec("tvm") is not None
+
+
+def kernels_ready(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the kernels for ``dtype`` are already loaded in this process."""
+    return str(dtype).replace("torch.", "") in _MODULES
+
+
+def reset() -> None:
+    """Forget loaded modules and a recorded failure (tests)."""
+    global _FAILED, _WARNED
+    with _LOCK:
+        _MODULES.clear()
+        _FAILED = None
+        _WARNED = False
+
+
+def _source_key() -> list:
+    from . import build, train_dense
+
+    return [train_dense.KERNEL_VERSION, build.source_hash(train_dense.__file__)]
+
+
+def build_dense_kernels(dtype: str = "float32", target: Optional[dict] = None):
+    """Compile (or load from the cache) the CPU dense kernels for ``dtype``: a ``tvm.runtime.Module``."""
+    from . import build, train_dense
+
+    build.prepare_thread_pool()
+    target = build.host_target() if target is None else dict(target)
+    return build.cached_build(
+        f"lgn_dense_{dtype}", _source_key() + [dtype], lambda: train_dense.cpu_module(dtype), target)
+
+
+def build_dense_cuda(dtype: str = "float32", arch: str = "sm_90"):
+    """Compile the CUDA dense kernels (forward, coefficient sums, input-gradient gather).
+
+    Returns the host module (its imported CUDA module holds the kernels:
+    ``mod.imports[0].inspect_source()`` is the CUDA C), or raises ``RuntimeError`` saying why CUDA
+    codegen is unavailable. Works without a GPU (needs nvcc); nothing runs. Not cached on disk: a
+    TVM runtime without CUDA cannot load the library back.
+    """
+    from . import build, train_dense
+
+    target = {"kind": "cuda", "arch": arch}
+    try:
+        return build.cached_build(
+            f"lgn_dense_cuda_{dtype}_{arch}", _source_key() + [dtype],
+            lambda: train_dense.cuda_module(dtype), target, disk=False)
+    except Exception as exc:  # TVM raises its own error types for missing nvcc / codegen
+        raise RuntimeError(f"CUDA build of the dense kernels failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _module(dtype: torch.dtype):
+    """The kernels for ``dtype``, or ``None`` after warning once that TVM is unusable."""
+    global _FAILED, _WARNED
+    name = str(dtype).replace("torch.", "")
+    mod = _MODULES.get(name)
+    if mod is not None:
+        return mod
+    with _LOCK:
+        mod = _MODULES.get(name)
+        if mod is None and _FAILED is None:
+            try:
+                mod = build_dense_kernels(name)
+                _MODULES[name] = mod
+            except Exception as exc:  # ImportError (no tvm) or any build error
+                _FAILED = f"{type(exc).__name__}: {exc}"
+        if mod is None and not _WARNED:
+            _WARNED = True
+            warnings.warn(f"TVM dense kernels unavailable ({_FAILED}); using the torch path instead",
+                          TvmFallbackWarning, stacklevel=4)
+    return mod
+
+
+def _dl(t: torch.Tensor):
+    import tvm
+
+    return tvm.runtime.from_dlpack(t)
+
+
+def _threads(batch: int) -> int:
+    from . import build
+
+    n = build.desired_threads()
+    build.set_num_threads(n)
+    return max(1, min(n, batch))
+
+
+class _TvmLogicDense(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, ia32, ib32, coefficients, mod):
+        from . import train_dense
+
+        out = torch.empty(x.shape[0], ia32.shape[0], dtype=x.dtype)
+        if out.numel():
+            _threads(x.shape[0])
+            mod[train_dense.FWD](_dl(x), _dl(ia32), _dl(ib32), _dl(coefficients), _dl(out))
+        ctx.save_for_backward(x, ia32, ib32, coefficients)
+        ctx.mod = mod
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from . import train_dense
+
+        x, ia32, ib32, coefficients = ctx.saved_tensors
+        g = grad_out.to(x.dtype).contiguous()
+        batch, n = g.shape
+        p = _threads(batch)
+        grad_x = torch.empty_like(x)
+        part = torch.empty(p, 4, n, dtype=x.dtype)
+        if batch == 0:
+            grad_x.zero_()
+            part.zero_()
+        elif x.shape[1] or n:
+            ctx.mod[train_dense.BWD](_dl(x), _dl(ia32), _dl(ib32), _dl(coefficients), _dl(g), _dl(grad_x),
+                                     _dl(part))
+        grad_coefficients = part.sum(0) if ctx.needs_input_grad[3] else None  # (4, n), like c
+        return (grad_x if ctx.needs_input_grad[0] else None), None, None, grad_coefficients, None
+
+
+def _check_index(idx: torch.Tensor, name: str, in_features: int, n: int) -> torch.Tensor:
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {idx.dtype}")
+    if idx.dim() != 1 or idx.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(idx.shape)}")
+    if idx.device.type != "cpu":
+        raise ValueError(f"{name} is on {idx.device}; the TVM dense op runs on CPU tensors only")
+    if n:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= in_features:
+            raise ValueError(f"{name} has indices in [{lo}, {hi}], outside [0, {in_features}) of the input")
+    return idx.to(torch.int32).contiguous()
+
+
+def _torch_path(x, in_a, in_b, coefficients):
+    from lgn_nas.layers.functional import logic_dense as torch_logic_dense
+
+    return torch_logic_dense(x, in_a, in_b, coefficients)
+
+
+def logic_dense(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """Fused 4-coefficient logic layer ``(batch, in) -> (batch, n)`` on TVM kernels (CPU)."""
+    if x.dim() != 2:
+        raise ValueError(f"logic layer input must be 2-D (batch, features), got shape {tuple(x.shape)}")
+    n = in_a.shape[0] if in_a.dim() == 1 else -1
+    if coefficients.dim() != 2 or coefficients.shape[1] != 4 or coefficients.shape[0] != n:
+        raise ValueError(f"coefficients must have shape ({n}, 4), got {tuple(coefficients.shape)}")
+    for name, t in (("x", x), ("coefficients", coefficients)):
+        if t.device.type != "cpu":
+            raise ValueError(f"{name} is on {t.device}; the TVM dense op runs on CPU tensors only "
+                             "(use backend='torch' or 'auto' for other devices)")
+    if x.dtype not in _KERNEL_DTYPES + _CAST_DTYPES:
+        raise TypeError(f"the TVM dense op supports float32/float64 (float16/bfloat16 via float32), got {x.dtype}")
+    if not coefficients.dtype.is_floating_point:
+        raise TypeError(f"coefficients must be floating point, got {coefficients.dtype}")
+    in_features = x.shape[1]
+    if in_features >= 2 ** 31 or n >= 2 ** 31:
+        raise ValueError("the TVM dense op indexes with int32: layers must have < 2**31 inputs and neurons")
+    ia32 = _check_index(in_a, "in_a", in_features, n)
+    ib32 = _check_index(in_b, "in_b", in_features, n)
+
+    compute_dtype = x.dtype if x.dtype in _KERNEL_DTYPES else torch.float32
+    mod = _module(compute_dtype)
+    if mod is None:
+        return _torch_path(x, in_a, in_b, coefficients)
+    xc = x.to(compute_dtype).contiguous()
+    cc = coefficients.to(compute_dtype).t().contiguous()  # (4, n): contiguous vectors per coefficient
+    out = _TvmLogicDense.apply(xc, ia32, ib32, cc, mod)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+def consumer_index(in_a: torch.Tensor, in_b: torch.Tensor, in_features: int):
+    """Inverse wiring (CSR of each input's consumers) for the gather form of the input gradient.
+
+    Returns int32 ``(ptr, neuron, partner, role)``: input ``i`` feeds the entries
+    ``ptr[i]:ptr[i+1]``, each naming the consuming ``neuron``, the ``partner`` input of that neuron
+    and ``role`` 1 (``i`` is its ``a``) or 2 (its ``b``), so
+    ``grad_x[:, i] = sum_e g[:, neuron[e]] * (c[role[e]] + c[3] * x[:, partner[e]])`` over the
+    entries: race-free, one writer per input (the CUDA kernel :data:`train_dense.CUDA_GX`).
+    Compute it once per wiring.
+    """
+    n = in_a.shape[0]
+    idx = torch.cat([in_a, in_b]).to(torch.int64).cpu()
+    if n and (int(idx.min()) < 0 or int(idx.max()) >= in_features):
+        raise ValueError(f"wiring indices outside [0, {in_features})")
+    neuron = torch.arange(n, dtype=torch.int64).repeat(2)
+    partner = torch.cat([in_b, in_a]).to(torch.int64).cpu()
+    role = torch.cat([torch.ones(n, dtype=torch.int64), torch.full((n,), 2, dtype=torch.int64)])
+    order = torch.argsort(idx, stable=True)
+    ptr = torch.zeros(in_features + 1, dtype=torch.int64)
+    ptr[1:] = torch.cumsum(torch.bincount(idx, minlength=in_features), 0)
+    return tuple(t.to(torch.int32) for t in (ptr, neuron[order], partner[order], role[order]))

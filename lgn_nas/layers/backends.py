@@ -2,19 +2,31 @@
 
 * ``torch``: the fused 4-coefficient autograd op of ``functional.py``; always available, and the
   path TorchScript and FX tracing take.
-* ``tvm``: fused TVM kernels from ``tvm_ops`` (when that package provides training kernels).
-* ``auto``: the fastest available backend.
+* ``tvm``: the fused TVM kernels of ``tvm_ops.training`` (CPU; float32/float64). If TVM cannot
+  build, that op warns once and computes with the torch path.
+* ``auto``: decided per call, from the input (the rule is :func:`auto_uses_tvm`): the TVM op when
+  ``tvm`` is importable and no TVM build has failed in this process, the input is a float32 CPU
+  tensor, and the layer does at least :data:`AUTO_TVM_MIN_WORK` gate evaluations per call
+  (``batch * out_features``; override with ``$LGN_AUTO_TVM_MIN_WORK``, 0 = always). Otherwise the
+  torch op. The threshold keeps small layers (tests, toy models, single-sample inference) off TVM:
+  its first use in a process costs about 4 s (``import tvm`` plus loading the kernels from the
+  on-disk cache, or about 2 s more to compile them once per machine), while at and above the
+  threshold the TVM kernels are already several times faster per step (see
+  ``benchmarks/bench_train_ops.py``): batch 128 x 4,096 neurons is the smallest such layer, so
+  ``lgn_dense_s`` (8,000 wide) trains on TVM at batch 128.
 """
 from __future__ import annotations
 
 import functools
+import os
 from typing import Callable, Dict, List
 
 import torch
 
 from .functional import logic_dense
 
-__all__ = ["BACKENDS", "list_backends", "check_backend", "resolve_backend", "dense_op"]
+__all__ = ["BACKENDS", "AUTO_TVM_MIN_WORK", "list_backends", "check_backend", "resolve_backend", "dense_op",
+           "auto_uses_tvm", "logic_dense_auto"]
 
 BACKENDS = ("auto", "torch", "tvm")
 
@@ -31,24 +43,59 @@ def check_backend(name: str) -> str:
     return name
 
 
+AUTO_TVM_MIN_WORK = 1 << 19  # batch * out_features at or above which "auto" uses TVM
+
+
 @functools.lru_cache(maxsize=None)
-def _tvm_dense_op() -> Callable | str:
-    """The TVM dense training op, or a string saying why it is unavailable."""
+def _tvm_training():
+    """``tvm_ops.training`` or a string saying why it is unavailable (cheap: does not import tvm)."""
     try:
         from tvm_ops import training  # type: ignore[attr-defined]
     except ImportError as exc:
         return f"tvm_ops has no training kernels in this version ({exc})"
-    return training.logic_dense
+    return training
+
+
+def _tvm_dense_op() -> Callable | str:
+    """The TVM dense training op, or a string saying why it is unavailable."""
+    training = _tvm_training()
+    return training if isinstance(training, str) else training.logic_dense
+
+
+def _auto_min_work() -> int:
+    env = os.environ.get("LGN_AUTO_TVM_MIN_WORK")
+    if env:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            raise ValueError(f"LGN_AUTO_TVM_MIN_WORK must be an integer, got {env!r}") from None
+    return AUTO_TVM_MIN_WORK
+
+
+def auto_uses_tvm(x: torch.Tensor, out_features: int) -> bool:
+    """The ``auto`` rule: whether a dense layer of ``out_features`` on input ``x`` runs on TVM."""
+    training = _tvm_training()
+    if isinstance(training, str) or not training.available():
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 2:
+        return False
+    return x.shape[0] * out_features >= _auto_min_work()
+
+
+def logic_dense_auto(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """The dense op of backend ``auto``: TVM where :func:`auto_uses_tvm` says so, else torch."""
+    if auto_uses_tvm(x, in_a.shape[0]):
+        return _tvm_training().logic_dense(x, in_a, in_b, coefficients)
+    return logic_dense(x, in_a, in_b, coefficients)
 
 
 def resolve_backend(name: str) -> str:
-    """Map ``auto`` to the fastest available backend; refuse an unavailable explicit choice."""
+    """Check ``name``; refuse an unavailable explicit choice. ``auto`` stays ``auto`` (decided per call)."""
     check_backend(name)
-    tvm_op = _tvm_dense_op()
-    if name == "auto":
-        return "tvm" if callable(tvm_op) else "torch"
-    if name == "tvm" and not callable(tvm_op):
-        raise ValueError(f"backend 'tvm' is not available: {tvm_op}; use backend='torch' or 'auto'")
+    if name == "tvm":
+        tvm_op = _tvm_dense_op()
+        if not callable(tvm_op):
+            raise ValueError(f"backend 'tvm' is not available: {tvm_op}; use backend='torch' or 'auto'")
     return name
 
 
@@ -58,6 +105,6 @@ def dense_op(backend: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor
         op = _tvm_dense_op()
         if callable(op):
             return op
+    if backend == "auto":
+        return logic_dense_auto
     return logic_dense
-
-

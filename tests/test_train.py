@@ -143,6 +143,9 @@ def test_real_mnist_training_learns_and_netlist_agrees(mnist, tmp_path):
     (epoch,) = result.history
     for key in ("train_loss", "train_acc", "val_acc_relaxed", "val_acc_discrete", "val_gap", "gates", "lr"):
         assert key in epoch
+    x_val, y_val = mnist.val
+    assert epoch["val_acc_discrete"] == evaluate(result.model, x_val, y_val, relaxed=False)["acc"]
+    assert epoch["val_acc_relaxed"] == evaluate(result.model, x_val, y_val, relaxed=True)["acc"]
     for name in ("metrics.json", "netlist.lgn", CHECKPOINT_NAME, "config.json", "curves.png"):
         assert (tmp_path / name).is_file(), name
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

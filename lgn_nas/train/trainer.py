@@ -120,16 +120,22 @@ def _known_dataset(name: str) -> bool:
     return key in known or key in {k.replace("_", "") for k in known}
 
 
-def check_names(config: TrainConfig) -> None:
-    """Raise ``ValueError`` listing the known names if the model or data set is unknown."""
+def check_model_name(name: str) -> None:
+    """Raise ``ValueError`` listing the registered LGN models if ``name`` is not one."""
     import timm
 
     import lgn_nas  # noqa: F401  (registers the models)
-    from ..data import list_datasets
 
     known_models = timm.list_models("lgn*")
-    if config.model not in known_models:
-        raise ValueError(f"unknown model {config.model!r}; known: {', '.join(known_models)}")
+    if name not in known_models:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(known_models)}")
+
+
+def check_names(config: TrainConfig) -> None:
+    """Raise ``ValueError`` listing the known names if the model or data set is unknown."""
+    from ..data import list_datasets
+
+    check_model_name(config.model)
     if not _known_dataset(config.dataset):
         raise ValueError(f"unknown dataset {config.dataset!r}; known: {', '.join(list_datasets())}")
 
@@ -377,7 +383,10 @@ class Trainer:
     # ----------------------------------------------------------------- main loop
     def fit(self) -> TrainResult:
         c = self.config
-        check_names(c)
+        if self.data is None:
+            check_names(c)
+        else:
+            check_model_name(c.model)
         device = resolve_device(c.device)
         self.ctx = ctx = init_distributed(device)
         try:

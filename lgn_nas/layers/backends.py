@@ -9,11 +9,11 @@
   tensor, and the layer does at least :data:`AUTO_TVM_MIN_WORK` gate evaluations per call
   (``batch * out_features``; override with ``$LGN_AUTO_TVM_MIN_WORK``, 0 = always). Otherwise the
   torch op. The threshold keeps small layers (tests, toy models, single-sample inference) off TVM:
-  its first use in a process costs about 4 s (``import tvm`` plus loading the kernels from the
-  on-disk cache, or about 2 s more to compile them once per machine), while at and above the
-  threshold the TVM kernels are already several times faster per step (see
-  ``benchmarks/bench_train_ops.py``): batch 128 x 4,096 neurons is the smallest such layer, so
-  ``lgn_dense_s`` (8,000 wide) trains on TVM at batch 128.
+  its first use in a process costs about 3 s (``import tvm``) plus about 1 s to compile the kernels
+  once per machine (later processes load them from the on-disk cache in milliseconds; every shape
+  shares them). Above it the step time is dominated by the layer, where the TVM kernels are several
+  times faster (``benchmarks/bench_train_ops.py --sweep``); batch 128 x 4,096 neurons is the
+  smallest layer that qualifies, so ``lgn_dense_s`` (8,000 wide) trains on TVM at batch 128.
 """
 from __future__ import annotations
 

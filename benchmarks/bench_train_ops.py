@@ -1,0 +1,171 @@
+"""Training ops, forward + backward: lgn-nas's torch path vs the TVM kernels, side by side.
+
+    python benchmarks/bench_train_ops.py [--features 16000] [--batch 256] [--repeats 7] [--sweep] [--epoch]
+
+* dense ``features -> features`` layer at ``batch``: torch path vs TVM (same inputs, wiring, threads;
+  calls interleaved so machine noise hits both alike), median and best of ``repeats``; first-use
+  compile time of the TVM kernels (cold cache: build + first function lookup) and warm load time.
+* ``--sweep``: the same at batch 128 over several widths (the data behind the ``auto`` threshold).
+* ``--epoch``: one training epoch of ``timm.create_model("lgn_dense_s")`` on MNIST (Adam 0.01, batch
+  128) with each backend (minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+from lgn_nas.layers import logic_dense as torch_logic_dense
+from tvm_ops import build, training
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"TVM threads {build.desired_threads()}, python {platform.python_version()}")
+
+
+def _step(op, x, in_a, in_b, c, grad):
+    x.grad = None
+    c.grad = None
+    out = op(x, in_a, in_b, c)
+    out.backward(grad)
+
+
+def _compare(features_in, features, batch, repeats, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, features_in, generator=g).requires_grad_()
+    in_a = torch.randint(0, features_in, (features,), generator=g)
+    in_b = torch.randint(0, features_in, (features,), generator=g)
+    c = torch.randn(features, 4, generator=g).requires_grad_()
+    grad = torch.randn(batch, features, generator=g)
+    ops = {"torch": torch_logic_dense, "tvm": training.logic_dense}
+    outs = {}
+    for name, op in ops.items():  # warm-up, and same values before timing
+        _step(op, x, in_a, in_b, c, grad)
+        outs[name] = (op(x, in_a, in_b, c).detach(), x.grad.clone(), c.grad.clone())
+    diff = max(float((a - b).abs().max()) for a, b in zip(outs["torch"], outs["tvm"]))
+    times = {k: [] for k in ops}
+    for _ in range(repeats):
+        for name, op in ops.items():
+            t = time.perf_counter()
+            _step(op, x, in_a, in_b, c, grad)
+            times[name].append(time.perf_counter() - t)
+    return times, diff
+
+
+def _compile_times():
+    with tempfile.TemporaryDirectory() as tmp:
+        old = os.environ.get("LGN_TVM_CACHE")
+        os.environ["LGN_TVM_CACHE"] = tmp
+        try:
+            t = time.perf_counter()
+            import tvm  # noqa: F401
+            t_import = time.perf_counter() - t
+            build._MEMORY.clear()
+            t = time.perf_counter()
+            mod = training.build_dense_kernels("float32")
+            from tvm_ops import train_dense
+            mod[train_dense.FWD], mod[train_dense.BWD]  # LLVM code generation happens at lookup
+            t_cold = time.perf_counter() - t
+            build._MEMORY.clear()
+            t = time.perf_counter()
+            mod = training.build_dense_kernels("float32")
+            mod[train_dense.FWD], mod[train_dense.BWD]
+            t_warm = time.perf_counter() - t
+        finally:
+            if old is None:
+                os.environ.pop("LGN_TVM_CACHE", None)
+            else:
+                os.environ["LGN_TVM_CACHE"] = old
+            training.reset()
+    return t_import, t_cold, t_warm
+
+
+def _epoch(backend: str, limit: int | None):
+    import timm
+
+    import lgn_nas  # noqa: F401  (registers the models)
+    from lgn_nas.data import TensorLoader, load_dataset
+
+    data = load_dataset("mnist")
+    torch.manual_seed(0)
+    model = timm.create_model("lgn_dense_s", backend=backend).train()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    loader = TensorLoader(*data.train, batch_size=128, shuffle=True, seed=0)
+    steps, correct, seen = 0, 0, 0
+    t = time.perf_counter()
+    for xb, yb in loader:
+        logits = model(xb)
+        loss = torch.nn.functional.cross_entropy(logits, yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        correct += int((logits.argmax(1) == yb).sum())
+        seen += yb.shape[0]
+        steps += 1
+        if limit and steps >= limit:
+            break
+    return time.perf_counter() - t, steps, correct / max(seen, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--features", type=int, default=16000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--sweep", action="store_true", help="batch 128 over several widths")
+    parser.add_argument("--epoch", action="store_true", help="one lgn_dense_s MNIST epoch per backend")
+    parser.add_argument("--epoch-steps", type=int, default=0, help="stop the epoch after this many steps")
+    args = parser.parse_args()
+
+    print("$ python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]))
+    print(f"# {_machine()}")
+    t_import, t_cold, t_warm = _compile_times()
+    n, batch = args.features, args.batch
+    times, diff = _compare(n, n, batch, args.repeats)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    print(f"\n## dense logic layer {n} -> {n}, batch {batch}, forward + backward ({args.repeats} interleaved runs)\n")
+    print("| implementation | median (ms) | best (ms) | speed-up (median) |")
+    print("|---|---:|---:|---:|")
+    print(f"| torch path (lgn_nas.layers.logic_dense) | {med['torch'] * 1e3:.1f} | {best['torch'] * 1e3:.1f} | 1.00x |")
+    print(f"| TVM kernels (tvm_ops.training.logic_dense) | {med['tvm'] * 1e3:.1f} | {best['tvm'] * 1e3:.1f} "
+          f"| {med['torch'] / med['tvm']:.2f}x |")
+    print(f"\nmax |difference| torch vs TVM (out, grad_x, grad_coefficients): {diff:.2e}")
+    print(f"TVM first use: import tvm {t_import:.2f} s (if not yet imported), compile float32 kernels "
+          f"{t_cold:.2f} s (cold cache, once per machine: every shape shares them), load from cache {t_warm * 1e3:.1f} ms")
+
+    if args.sweep:
+        print("\n## batch 128, width w -> w (median of interleaved runs)\n")
+        print("| width | batch*width | torch (ms) | TVM (ms) | speed-up |")
+        print("|---:|---:|---:|---:|---:|")
+        for w in (256, 1024, 4096, 8000, 16000):
+            times, _ = _compare(w, w, 128, args.repeats, seed=w)
+            mt, mv = statistics.median(times["torch"]), statistics.median(times["tvm"])
+            print(f"| {w} | {128 * w} | {mt * 1e3:.2f} | {mv * 1e3:.2f} | {mt / mv:.2f}x |")
+
+    if args.epoch:
+        limit = args.epoch_steps or None
+        print(f"\n## lgn_dense_s (6 x 8000) on MNIST, batch 128, Adam 0.01, one epoch"
+              f"{f' (first {limit} steps)' if limit else ''}\n")
+        print("| backend | time (s) | steps | ms / step | train accuracy |")
+        print("|---|---:|---:|---:|---:|")
+        for backend in ("torch", "tvm"):
+            secs, steps, acc = _epoch(backend, limit)
+            print(f"| {backend} | {secs:.1f} | {steps} | {secs / steps * 1e3:.0f} | {acc:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,7 @@ from .conv_tree import LogicTreeConv2d, OrPool2d
 from .connectivity import list_connectivities, make_connections
 from .functional import logic_dense, logic_dense_mixture, logic_dense_plain
 from .group_sum import GroupSum
+from .logic_block import LogicBlock, StraightThroughThermometer
 from .dense import LogicDense
 from .parametrizations import list_parametrizations
 from .relaxations import list_relaxations
@@ -11,7 +12,8 @@ from .thermometer import Thermometer
 from .tree_ops import logic_tree_conv, logic_tree_conv_plain
 
 __all__ = [
-    "LogicDense", "LogicTreeConv2d", "OrPool2d", "GroupSum", "Thermometer",
+    "LogicDense", "LogicTreeConv2d", "OrPool2d", "GroupSum", "Thermometer", "LogicBlock",
+    "StraightThroughThermometer",
     "logic_tree_conv", "logic_tree_conv_plain",
     "logic_dense", "logic_dense_plain", "logic_dense_mixture",
     "list_backends", "list_connectivities", "list_parametrizations", "list_relaxations",

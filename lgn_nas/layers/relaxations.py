@@ -50,7 +50,7 @@ def hard_threshold(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    return hard - soft.detach() + soft
+    return hard + (soft - soft.detach())  # exactly ``hard`` in value, ``soft``'s gradient
 
 
 def _softmax_cat(logits: torch.Tensor, temperature: float) -> torch.Tensor:

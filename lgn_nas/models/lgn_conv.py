@@ -26,10 +26,9 @@ from torch import nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from ..layers import GroupSum, LogicDense, LogicTreeConv2d, OrPool2d, Thermometer
+from ._heads import GLOBAL_POOLS, PoolHead
 
 __all__ = ["LogicTreeNet", "LogicHead"]
-
-GLOBAL_POOLS = ("max", "avg", "flatten", "")
 
 
 def _per_stage(name: str, value: Union[int, Sequence[int]], stages: int) -> List[int]:
@@ -43,8 +42,9 @@ class LogicHead(nn.Module):
     """Flatten -> hidden ``LogicDense`` layers -> classifier ``LogicDense`` -> ``GroupSum``."""
 
     def __init__(self, in_features: int, widths: Sequence[int], num_classes: int, *, tau: float,
-                 generator: Optional[torch.Generator] = None, **layer_args: Any) -> None:
+                 drop_rate: float = 0.0, generator: Optional[torch.Generator] = None, **layer_args: Any) -> None:
         super().__init__()
+        self.drop_rate = float(drop_rate)
         widths = list(widths)
         if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
             raise ValueError(f"head_widths must be a non-empty list of positive ints, got {widths!r}")
@@ -63,6 +63,8 @@ class LogicHead(nn.Module):
         self.group_sum = GroupSum(num_classes, tau)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
         x = self.hidden(x.flatten(1))
         if pre_logits:
             return x
@@ -159,13 +161,13 @@ class LogicTreeNet(nn.Module):
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
             raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
         if num_classes == 0:
-            return nn.Identity()
+            return PoolHead(self.global_pool)
         return LogicHead(self.flat_features, self.head_widths, num_classes, tau=self.group_tau,
-                         generator=generator, **self._dense_args)
+                         drop_rate=self.drop_rate, generator=generator, **self._dense_args)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
-        return self.head.classifier if isinstance(self.head, LogicHead) else self.head
+        return self.head.classifier if isinstance(self.head, LogicHead) else nn.Identity()
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         """Rebuild the LGN head for ``num_classes``; 0 removes it (then ``global_pool`` pools the map)."""
@@ -173,7 +175,7 @@ class LogicTreeNet(nn.Module):
             if global_pool not in GLOBAL_POOLS:
                 raise ValueError(f"unknown global_pool {global_pool!r}: expected one of {GLOBAL_POOLS}")
             self.global_pool = global_pool
-        self.head = self._make_head(num_classes)
+        self.head = self._make_head(num_classes).train(self.training)
         self.num_classes = num_classes
 
     @torch.jit.ignore
@@ -196,17 +198,7 @@ class LogicTreeNet(nn.Module):
         return self.stages(self.encoder(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if isinstance(self.head, LogicHead):
-            if self.drop_rate > 0.0:
-                x = F.dropout(x, p=self.drop_rate, training=self.training)
-            return self.head(x, pre_logits=pre_logits)
-        if self.global_pool == "max":
-            return x.amax(dim=(2, 3))
-        if self.global_pool == "avg":
-            return x.mean(dim=(2, 3))
-        if self.global_pool == "flatten":
-            return x.flatten(1)
-        return x
+        return self.head(x, pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -117,6 +117,7 @@ class LogicDenseNet(nn.Module):
         if global_pool is not None:
             self.global_pool = global_pool
         self.classifier, self.group_sum = self._make_head(num_classes)
+        self.classifier.train(self.training)
         self.num_classes = num_classes
 
     @torch.jit.ignore

@@ -77,3 +77,26 @@ def test_torchrun_two_gloo_processes_identical_weights(tmp_path):
                                                    "netlist.lgn"}
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["netlist_agrees"]
+
+
+def test_cli_under_torchrun(tmp_path):
+    from lgn_nas.data import load_dataset
+
+    try:
+        load_dataset("mnist", val_size=0)
+    except Exception as error:  # noqa: BLE001
+        pytest.skip(f"MNIST not available: {error}")
+    out_dir = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lgn_nas.cli",
+               "train", "lgn_dense_s", "--out", str(out_dir), "--no-progress", "--epochs", "1", "--batch-size", "50",
+               "--limit-train", "500", "--limit-test", "200", "--val-size", "1000",
+               "--model-kwargs", "depth=2", "width=200", "init=gaussian", "group_tau=3", "backend=torch"]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert completed.stdout.count("discrete test accuracy") == 1  # only rank 0 reports
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert {p.name for p in out_dir.iterdir()} == {"checkpoint.safetensors", "config.json", "metrics.json",
+                                                   "netlist.lgn", "curves.png"}

@@ -9,7 +9,8 @@ last).
 
 ``logic_tree_conv`` is a fused autograd function that saves only its input, the leaf indices and the
 coefficients, and recomputes the tree in the backward pass, processing output channels in chunks so
-the transient memory stays bounded. ``logic_tree_conv_plain`` is the same computation in ordinary
+the transient memory stays bounded. Leaves are gathered from the im2col patches (contiguous rows), and input gradients are
+scattered back into patch gradients and folded (col2im). ``logic_tree_conv_plain`` is the same computation in ordinary
 autograd ops (TorchScript path and reference).
 """
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _tree_levels(leaves: torch.Tensor, coefficients: torch.Tensor, depth: int) -
         ca = c[None, :, :, 1, None]
         cb = c[None, :, :, 2, None]
         cab = c[None, :, :, 3, None]
-        v = c1 + a * (ca + cab * b) + cb * b
+        v = torch.addcmul(ca, cab, b).mul_(a).add_(torch.addcmul(c1, cb, b))
         values.append(v)
     return values
 
@@ -70,6 +71,18 @@ def _tree_levels(leaves: torch.Tensor, coefficients: torch.Tensor, depth: int) -
 def _chunks(num_channels: int, per_channel: int) -> List[Tuple[int, int]]:
     step = max(1, _CHUNK_ELEMENTS // max(1, per_channel))
     return [(o, min(o + step, num_channels)) for o in range(0, num_channels, step)]
+
+
+def _patches(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    """``(B, C * k * k, P)`` receptive-field values (im2col; rows are contiguous over positions).
+
+    Built from strided views plus one copy, which is several times faster on CPU than ``F.unfold``.
+    """
+    batch, channels = x.shape[0], x.shape[1]
+    xp = F.pad(x, (padding, padding, padding, padding)) if padding else x
+    windows = xp.unfold(2, kernel_size, stride).unfold(3, kernel_size, stride)  # (B, C, H', W', k, k)
+    out_h, out_w = windows.shape[2], windows.shape[3]
+    return windows.permute(0, 1, 4, 5, 2, 3).reshape(batch, channels * kernel_size * kernel_size, out_h * out_w)
 
 
 class _LogicTreeConvFunction(torch.autograd.Function):
@@ -80,15 +93,13 @@ class _LogicTreeConvFunction(torch.autograd.Function):
         batch, _, height, width = x.shape
         out_hw = (tree_output_size(height, kernel_size, stride, padding),
                   tree_output_size(width, kernel_size, stride, padding))
-        xp = F.pad(x, (padding, padding, padding, padding)) if padding else x
-        padded_hw = (xp.shape[2], xp.shape[3])
-        flat = xp.reshape(batch, -1)
-        index = leaf_gather_index(leaf_index, padded_hw, kernel_size, stride, out_hw)  # (O, L, P)
-        num_out, num_leaves, positions = index.shape
+        patches = _patches(x, kernel_size, stride, padding)
+        num_out, num_leaves = leaf_index.shape
+        positions = patches.shape[2]
         depth = num_leaves.bit_length() - 1
         out = x.new_empty(batch, num_out, positions)
         for lo, hi in _chunks(num_out, batch * num_leaves * positions):
-            leaves = flat.index_select(1, index[lo:hi].reshape(-1)).view(batch, hi - lo, num_leaves, positions)
+            leaves = patches.index_select(1, leaf_index[lo:hi].reshape(-1)).view(batch, hi - lo, num_leaves, positions)
             out[:, lo:hi] = _tree_levels(leaves, coefficients[lo:hi], depth)[-1][:, :, 0]
         ctx.save_for_backward(x, leaf_index, coefficients)
         ctx.conv_args = (kernel_size, stride, padding)
@@ -98,19 +109,17 @@ class _LogicTreeConvFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, leaf_index, coefficients = ctx.saved_tensors
         kernel_size, stride, padding = ctx.conv_args
-        batch, channels, height, width = x.shape
-        out_hw = grad_out.shape[2:]
-        xp = F.pad(x, (padding, padding, padding, padding)) if padding else x
-        padded_hw = (xp.shape[2], xp.shape[3])
-        flat = xp.reshape(batch, -1)
-        index = leaf_gather_index(leaf_index, padded_hw, kernel_size, stride, tuple(out_hw))
-        num_out, num_leaves, positions = index.shape
+        batch, _, height, width = x.shape
+        patches = _patches(x, kernel_size, stride, padding)
+        num_out, num_leaves = leaf_index.shape
+        positions = patches.shape[2]
         depth = num_leaves.bit_length() - 1
         grad_out = grad_out.reshape(batch, num_out, 1, positions)
         grad_coefficients = torch.zeros_like(coefficients)
-        grad_flat = torch.zeros_like(flat) if ctx.needs_input_grad[0] else None
+        grad_patches = torch.zeros_like(patches) if ctx.needs_input_grad[0] else None
         for lo, hi in _chunks(num_out, batch * num_leaves * positions):
-            leaves = flat.index_select(1, index[lo:hi].reshape(-1)).view(batch, hi - lo, num_leaves, positions)
+            index = leaf_index[lo:hi].reshape(-1)
+            leaves = patches.index_select(1, index).view(batch, hi - lo, num_leaves, positions)
             values = _tree_levels(leaves, coefficients[lo:hi], depth)
             g = grad_out[:, lo:hi]
             end = coefficients.shape[1]
@@ -126,17 +135,18 @@ class _LogicTreeConvFunction(torch.autograd.Function):
                 grad_coefficients[lo:hi, start:end, 1] = ga.sum((0, 3))
                 grad_coefficients[lo:hi, start:end, 2] = (g * b).sum((0, 3))
                 grad_coefficients[lo:hi, start:end, 3] = (ga * b).sum((0, 3))
+                if level == 0 and grad_patches is None:
+                    break
                 g_in = torch.empty_like(v)
-                g_in[:, :, 0::2] = g * (c[None, :, :, 1, None] + c[None, :, :, 3, None] * b)
-                g_in[:, :, 1::2] = g * (c[None, :, :, 2, None] + c[None, :, :, 3, None] * a)
+                g_in[:, :, 0::2] = g * torch.addcmul(c[None, :, :, 1, None], c[None, :, :, 3, None], b)
+                g_in[:, :, 1::2] = g * torch.addcmul(c[None, :, :, 2, None], c[None, :, :, 3, None], a)
                 g = g_in
                 end = start
-            if grad_flat is not None:
-                grad_flat.index_add_(1, index[lo:hi].reshape(-1), g.reshape(batch, -1))
+            if grad_patches is not None:
+                grad_patches.index_add_(1, index, g.reshape(batch, -1, positions))
         grad_x = None
-        if grad_flat is not None:
-            grad_xp = grad_flat.view(batch, channels, *padded_hw)
-            grad_x = grad_xp[:, :, padding:padding + height, padding:padding + width] if padding else grad_xp
+        if grad_patches is not None:
+            grad_x = F.fold(grad_patches, (height, width), kernel_size, padding=padding, stride=stride)
         return grad_x, None, grad_coefficients, None, None, None
 
 

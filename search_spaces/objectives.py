@@ -1,0 +1,326 @@
+"""Objectives and profilers: train a trial's genome, score its discrete circuit.
+
+Objective names (``OBJECTIVES``, with their Optuna direction):
+
+- ``acc`` (maximize): discrete validation accuracy of the last epoch, i.e. the accuracy of the
+  netlist (every neuron at its argmax gate), never the relaxed model's.
+- ``gates`` (minimize): gates of the trained circuit after netlist simplification (exact).
+- ``latency`` (minimize): measured CPU time per image (ns) of the simplified netlist compiled with
+  ``tvm_ops.compile_netlist`` (needs TVM; ``throughput`` is stored beside it).
+- ``depth`` (minimize): logic depth of the simplified circuit.
+
+Budgets are Optuna constraints (``trial.set_constraint``; feasible when <= 0): ``max_gates`` on the
+final simplified count. ``max_raw_gates`` is checked before training from the genome
+(:func:`~search_spaces.genome.raw_gate_count`); a trial over it is pruned at once.
+
+Pruning: a single ``acc`` objective reports the per-epoch discrete validation accuracy
+(``trial.report``) to the study's pruner (median, Hyperband). Multi-objective studies cannot report,
+so a trial is pruned by hand (``optuna.TrialPruned``) when it is *hopeless*: still below
+``prune_below`` accuracy (default 1.2 x chance) after two epochs, or more than ``prune_margin`` behind, at the same epoch, a completed trial
+with no more raw gates.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .genome import GenomeError, build_model, genome_model_kwargs, raw_gate_count, validate_genome
+
+__all__ = ["OBJECTIVES", "parse_objectives", "Objective", "TrialResult", "measure_latency", "netlist_inputs",
+           "train_genome", "tvm_available"]
+
+OBJECTIVES: Dict[str, str] = {"acc": "maximize", "gates": "minimize", "latency": "minimize", "depth": "minimize"}
+
+
+def parse_objectives(objectives: Any) -> Tuple[str, ...]:
+    """``"acc,gates"`` or a sequence -> validated tuple of names (no repeats)."""
+    names = [n.strip() for n in objectives.split(",")] if isinstance(objectives, str) else list(objectives)
+    names = [n for n in names if n]
+    bad = [n for n in names if n not in OBJECTIVES]
+    if not names or bad:
+        raise ValueError(f"unknown objective(s) {bad or names!r}; known: {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"objectives repeat a name: {names}")
+    return tuple(names)
+
+
+def tvm_available() -> bool:
+    try:
+        import tvm  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import failure means no TVM lowering here
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- profilers
+
+def netlist_inputs(model: Any, x: Any) -> np.ndarray:
+    """What the model's netlist reads for images ``x``: the images, or a hybrid's head features."""
+    import torch
+
+    if hasattr(model, "head_input"):
+        model.eval()
+        with torch.no_grad():
+            xf = x.float().div(255.0) if x.dtype == torch.uint8 else x
+            return model.head_input(xf).numpy().astype(np.float32)
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+
+
+def measure_latency(netlist: Any, inputs: np.ndarray, *, threads: int = 1, repeats: int = 3,
+                    batch: int = 8192) -> Dict[str, float]:
+    """Compile ``netlist`` with TVM and time it on ``inputs`` (tiled up to ``batch`` images).
+
+    Returns ``latency_ns`` (best wall time per image), ``throughput`` (images/s) and
+    ``compile_seconds``. Results agree bit for bit with the reference evaluator (checked on a few).
+    """
+    import tvm_ops
+
+    start = time.perf_counter()
+    compiled = tvm_ops.compile_netlist(netlist, threads=threads)
+    compile_seconds = time.perf_counter() - start
+    inputs = np.asarray(inputs)
+    reps = max(1, math.ceil(batch / max(1, inputs.shape[0])))
+    x = np.ascontiguousarray(np.concatenate([inputs] * reps)[:batch])
+    if not np.array_equal(compiled(x[:64]), netlist.evaluate(x[:64])):
+        raise RuntimeError("the compiled netlist disagrees with the reference evaluator")
+    compiled(x)  # warm up
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        compiled(x)
+        best = min(best, time.perf_counter() - t)
+    return {"latency_ns": best / x.shape[0] * 1e9, "throughput": x.shape[0] / best, "compile_seconds": compile_seconds}
+
+
+# --------------------------------------------------------------------------- training
+
+class TrialResult(dict):
+    """Metrics of a trained genome (a dict) plus the trained ``model`` and its simplified ``netlist``."""
+
+    model: Any = None
+    netlist: Any = None
+
+
+def _train_hybrid(config: Any, data: Any, on_epoch: Callable[[int, float, Dict[str, Any]], None]) -> TrialResult:
+    """A hybrid model (float backbone + logic head) trained end to end; the netlist reads head_input(x).
+
+    (The training library scores per-epoch netlists on raw images, which a hybrid's head cannot read.)
+    """
+    import torch
+    import torch.nn.functional as F
+    from timm.optim import create_optimizer_v2
+
+    from lgn_nas.data import TensorLoader
+    from lgn_nas.discretize import discretize
+    from lgn_nas.train import build_model as build_train_model
+    from lgn_nas.train import evaluate
+
+    torch.manual_seed(config.seed)
+    x_train, y_train = data.train
+    if config.limit_train:
+        x_train, y_train = x_train[:config.limit_train], y_train[:config.limit_train]
+    x_test, y_test = data.test
+    if config.limit_test:
+        x_test, y_test = x_test[:config.limit_test], y_test[:config.limit_test]
+    x_val, y_val = data.val if data.val[0].shape[0] else (x_test, y_test)
+    model = build_train_model(config, num_classes=data.num_classes, input_shape=data.input_shape)
+    optimizer = create_optimizer_v2(model, opt=config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
+    loader = TensorLoader(x_train, y_train, batch_size=config.batch_size, shuffle=True, seed=config.seed)
+    start = time.perf_counter()
+    history: List[Dict[str, Any]] = []
+    for epoch in range(config.epochs):
+        loader.set_epoch(epoch)
+        model.train()
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb), yb)
+            if not torch.isfinite(loss):
+                from lgn_nas.train import TrainingDiverged
+
+                raise TrainingDiverged(f"non-finite loss in epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        acc = evaluate(model, x_val, y_val, relaxed=False, batch_size=config.eval_batch_size)["acc"]
+        metrics = {"epoch": epoch + 1, "val_acc_discrete": acc}
+        history.append(metrics)
+        on_epoch(epoch + 1, acc, metrics)
+    model.eval()
+    netlist = discretize(model)
+    simplified, _ = netlist.simplify()
+    test_acc = evaluate(model, x_test, y_test, relaxed=False, batch_size=config.eval_batch_size)["acc"]
+    result = TrialResult(val_acc_discrete=history[-1]["val_acc_discrete"], test_acc_discrete=test_acc,
+                         gates=int(simplified.num_gates), gates_raw=int(netlist.num_gates),
+                         logic_depth=int(simplified.logic_depth), train_seconds=time.perf_counter() - start,
+                         epochs=len(history))
+    result.model, result.netlist = model, simplified
+    return result
+
+
+def train_genome(genome: Dict[str, Any], config: Any, data: Any,
+                 on_epoch: Callable[[int, float, Dict[str, Any]], None] = lambda *a: None) -> TrialResult:
+    """Train ``genome`` with ``config`` (a TrainConfig template: model/model_kwargs are replaced).
+
+    ``on_epoch(epoch, discrete_val_acc, metrics)`` runs after every epoch and may raise (e.g.
+    ``optuna.TrialPruned``). Returns a :class:`TrialResult`.
+    """
+    from lgn_nas.netlist import Netlist  # noqa: F401  (import check)
+    from lgn_nas.train import fit
+
+    config = config.replace(model=genome["model"], model_kwargs=genome_model_kwargs(genome))
+    if genome["model"].startswith("lgn_hybrid"):
+        return _train_hybrid(config, data, on_epoch)
+    split = "val" if data.val[0].shape[0] else "test"
+
+    def callback(event: Any) -> None:
+        on_epoch(event.epoch, float(event.metrics[f"{split}_acc_discrete"]), event.metrics)
+
+    run = fit(config, callbacks=[callback], data=data, plot=False)
+    m = run.metrics
+    result = TrialResult(val_acc_discrete=float(run.history[-1][f"{split}_acc_discrete"]),
+                         test_acc_discrete=float(m["test_acc_discrete"]), test_acc_relaxed=float(m["test_acc_relaxed"]),
+                         gates=int(m["gates"]), gates_raw=int(m["gates_raw"]), logic_depth=int(m["logic_depth"]),
+                         train_seconds=float(m["train_seconds"]), epochs=int(m["epochs"]))
+    result.model = run.model
+    result.netlist = run.netlist.simplify()[0]
+    return result
+
+
+# --------------------------------------------------------------------------- the objective
+
+class Objective:
+    """``objective(trial)``: genome from ``space``, train, score; returns one value per objective name.
+
+    Keyword-only arguments: ``space`` (callable trial -> genome), ``data`` (a preloaded
+    ``DatasetSplits``), ``train_config`` (a ``TrainConfig`` template), ``objectives`` (names from
+    :data:`OBJECTIVES`), ``max_gates`` / ``max_raw_gates`` budgets, ``prune_below`` /
+    ``prune_margin`` (manual pruning of multi-objective trials), ``trial_dir`` (where each trial's
+    model (timm ``save_for_hf`` layout), netlist and metrics go; ``None``: nowhere), ``latency_threads``.
+    """
+
+    def __init__(self, *, space: Callable[[Any], Dict[str, Any]], data: Any, train_config: Any,
+                 objectives: Sequence[str] = ("acc", "gates"), max_gates: Optional[int] = None,
+                 max_raw_gates: Optional[int] = None, prune_below: Optional[float] = None,
+                 prune_margin: Optional[float] = 0.05, trial_dir: Optional[Path] = None,
+                 latency_threads: int = 1) -> None:
+        self.space = space
+        self.data = data
+        self.train_config = train_config
+        self.objectives = parse_objectives(objectives)
+        if "latency" in self.objectives and not tvm_available():
+            raise ValueError("objective 'latency' needs the TVM lowering (import tvm failed): "
+                             "install apache-tvm or drop 'latency'")
+        self.max_gates = max_gates
+        self.max_raw_gates = max_raw_gates
+        self.prune_below = prune_below if prune_below is not None else 1.2 / data.num_classes
+        self.prune_margin = prune_margin
+        self.trial_dir = Path(trial_dir) if trial_dir is not None else None
+        self.latency_threads = latency_threads
+
+    # ----------------------------------------------------------------- pruning
+    def _hopeless(self, trial: Any, epoch: int, acc: float, raw_gates: int) -> Optional[str]:
+        import optuna
+
+        if epoch >= 2 and acc < self.prune_below:
+            return f"discrete val accuracy {acc:.4f} < {self.prune_below:.4f} after epoch {epoch}"
+        if self.prune_margin is None:
+            return None
+        for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            curve = other.user_attrs.get("val_acc_discrete_curve") or []
+            other_raw = other.user_attrs.get("gates_raw_estimate")
+            if len(curve) >= epoch and other_raw is not None and other_raw <= raw_gates \
+                    and curve[epoch - 1] - acc > self.prune_margin:
+                return (f"discrete val accuracy {acc:.4f} after epoch {epoch} is {curve[epoch - 1] - acc:.4f} behind "
+                        f"trial {other.number} ({other_raw} <= {raw_gates} raw gates)")
+        return None
+
+    def _on_epoch(self, trial: Any, raw_gates: int, curve: List[float]) -> Callable[[int, float, Dict[str, Any]], None]:
+        import optuna
+
+        def on_epoch(epoch: int, acc: float, metrics: Dict[str, Any]) -> None:
+            curve.append(float(acc))
+            trial.set_user_attr("val_acc_discrete_curve", list(curve))
+            if len(self.objectives) == 1:
+                if self.objectives[0] == "acc":
+                    trial.report(float(acc), epoch)
+                    if trial.should_prune():
+                        trial.set_user_attr("pruned_reason", f"pruner stopped it after epoch {epoch} ({acc:.4f})")
+                        raise optuna.TrialPruned(f"epoch {epoch}: discrete val accuracy {acc:.4f}")
+                return
+            reason = self._hopeless(trial, epoch, float(acc), raw_gates)
+            if reason is not None and epoch < self.train_config.epochs:
+                trial.set_user_attr("pruned_reason", reason)
+                raise optuna.TrialPruned(reason)
+
+        return on_epoch
+
+    # ----------------------------------------------------------------- call
+    def __call__(self, trial: Any) -> Any:
+        import optuna
+
+        genome = validate_genome(self.space(trial))
+        raw = raw_gate_count(genome)
+        trial.set_user_attr("genome", genome)
+        trial.set_user_attr("gates_raw_estimate", raw)
+        trial.set_user_attr("host", socket.gethostname())
+        if self.max_raw_gates is not None and raw > self.max_raw_gates:
+            if self.max_gates is not None:
+                trial.set_constraint("gates", float(raw - self.max_gates))
+            trial.set_user_attr("pruned_reason", f"{raw} raw gates > max_raw_gates {self.max_raw_gates}")
+            raise optuna.TrialPruned(f"{raw} raw gates > max_raw_gates {self.max_raw_gates}")
+        curve: List[float] = []
+        config = self.train_config.replace(seed=self.train_config.seed)
+        try:
+            result = train_genome(genome, config, self.data, self._on_epoch(trial, raw, curve))
+        except optuna.TrialPruned:
+            raise
+        except Exception as error:
+            from lgn_nas.train import TrainingDiverged
+
+            if isinstance(error, TrainingDiverged):
+                trial.set_user_attr("pruned_reason", f"training diverged: {error}")
+                raise optuna.TrialPruned(f"training diverged: {error}") from error
+            raise
+        metrics: Dict[str, Any] = {k: v for k, v in result.items()}
+        if "latency" in self.objectives:
+            x_val = self.data.val[0] if self.data.val[0].shape[0] else self.data.test[0]
+            metrics.update(measure_latency(result.netlist, netlist_inputs(result.model, x_val[:2048]),
+                                           threads=self.latency_threads))
+        for key, value in metrics.items():
+            trial.set_user_attr(key, value)
+        if self.max_gates is not None:
+            trial.set_constraint("gates", float(metrics["gates"] - self.max_gates))
+        if self.trial_dir is not None:
+            save_trial(self.trial_dir / f"trial_{trial.number:05d}", genome, result.model, result.netlist, metrics)
+        values = {"acc": metrics["val_acc_discrete"], "gates": metrics["gates"],
+                  "latency": metrics.get("latency_ns"), "depth": metrics["logic_depth"]}
+        out = tuple(float(values[name]) for name in self.objectives)
+        return out[0] if len(out) == 1 else out
+
+
+def save_trial(directory: Path, genome: Dict[str, Any], model: Any, netlist: Any, metrics: Dict[str, Any]) -> None:
+    """Write a trained trial atomically: timm ``save_for_hf`` files, ``netlist.lgn``, genome and metrics."""
+    import timm
+
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    timm.models.save_for_hf(model, tmp, model_args=genome_model_kwargs(genome), safe_serialization=True)
+    # save_for_hf names the architecture from the model's pretrained_cfg; keep the genome's model name.
+    config_path = tmp / "config.json"
+    config = json.loads(config_path.read_text())
+    config["architecture"] = genome["model"]
+    config_path.write_text(json.dumps(config, indent=2))
+    netlist.save(tmp / "netlist.lgn")
+    (tmp / "genome.json").write_text(json.dumps(genome, indent=2))
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.rename(directory)

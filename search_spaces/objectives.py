@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import socket
 import time
@@ -268,7 +269,7 @@ class Objective:
         raw = raw_gate_count(genome)
         trial.set_user_attr("genome", genome)
         trial.set_user_attr("gates_raw_estimate", raw)
-        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if self.max_raw_gates is not None and raw > self.max_raw_gates:
             if self.max_gates is not None:
                 trial.set_constraint("gates", float(raw - self.max_gates))

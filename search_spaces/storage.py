@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
@@ -87,7 +88,22 @@ def _retry_callback(max_retry: Optional[int]) -> Any:
     import optuna
 
     cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
-    return cls(max_retry=max_retry)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return cls(max_retry=max_retry)
+
+
+def _with_available_driver(url: str) -> str:
+    """SQLAlchemy 2.1 maps ``postgresql://`` to psycopg 3; fall back to psycopg2 when only that is installed."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2" + url[len(scheme):]
+        if scheme == "postgres":
+            return "postgresql" + url[len(scheme):]
+    return url
 
 
 def open_storage(url: Optional[str] = None, *, heartbeat_interval: int = 30, grace_period: Optional[int] = None,
@@ -118,6 +134,7 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: int = 30, gra
                     if "heartbeat_stale_trial_callback" in inspect.signature(optuna.storages.RDBStorage).parameters
                     else "failed_trial_callback")
     kwargs[callback_arg] = _retry_callback(max_retry)
+    url = _with_available_driver(str(url))
     engine_kwargs = {"pool_pre_ping": True}
     if urlsplit(str(url)).scheme.startswith("postgres"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
@@ -128,7 +145,7 @@ def open_storage(url: Optional[str] = None, *, heartbeat_interval: int = 30, gra
             return optuna.storages.RDBStorage(str(url), engine_kwargs=engine_kwargs, **kwargs)
     except ImportError as error:
         raise StorageError(f"storage {mask_url(url)}: a database driver is missing ({scrub(str(error), url)}); "
-                           "for PostgreSQL: pip install psycopg2-binary") from None
+                           "for PostgreSQL: pip install 'psycopg[binary]' (or psycopg2-binary)") from None
     except Exception as error:  # sqlalchemy OperationalError, ArgumentError, ...
         first_line = scrub(str(error), url).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StorageError(f"cannot open storage {mask_url(url)}: {first_line}") from None

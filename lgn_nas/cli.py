@@ -150,6 +150,80 @@ def run_info(args: argparse.Namespace) -> int:
           "training changes this)")
     print(f"logic depth: {netlist.logic_depth} (as built), {simplified.logic_depth} (simplified, untrained)")
     print(f"classes: {netlist.num_classes} x {netlist.group_size} outputs, GroupSum tau {netlist.tau:g}")
+    if hasattr(model, "gate_count"):
+        parts = model.gate_count()
+        print("gate count formula: " + ", ".join(f"{k} {v}" for k, v in parts.items())
+              + " (every tree at every position; the netlist adds one constant gate for zero padding)")
+    published = PUBLISHED_GATES.get(args.model)
+    if published and not kwargs:
+        print(f"published gate count for this shape: {published[0]} ({published[1]})")
+    return 0
+
+
+# Published gate counts of the default shapes, for comparison (REFERENCE.md section 3).
+PUBLISHED_GATES = {
+    "lgn_dense_s": ("48K", "Petersen et al. 2022, MNIST small"),
+    "lgn_dense_m": ("384K", "Petersen et al. 2022, MNIST large"),
+    "lgn_dense_l": ("1.28M", "Petersen et al. 2022, CIFAR-10 L"),
+    "lgn_conv_s": ("0.40M", "Petersen et al. 2024, LogicTreeNet-S CIFAR-10"),
+    "lgn_conv_m": ("3.08M", "Petersen et al. 2024, LogicTreeNet-M CIFAR-10"),
+    "lgn_conv_b": ("16.0M", "Petersen et al. 2024, LogicTreeNet-B CIFAR-10"),
+    "lgn_conv_g": ("61.0M", "Petersen et al. 2024, LogicTreeNet-G CIFAR-10"),
+    "lgn_conv_mnist_s": ("147K", "Petersen et al. 2024, LogicTreeNet-S MNIST"),
+    "lgn_conv_mnist_m": ("566K", "Petersen et al. 2024, LogicTreeNet-M MNIST"),
+}
+
+
+# --------------------------------------------------------------------------- export
+
+EXPORT_FORMATS = ("c", "verilog", "tvm", "netlist")
+
+
+def _load_or_build_netlist(source: str, model_kwargs: Dict[str, Any]):
+    """A netlist from a ``.lgn`` file, a training run directory, or an (untrained) model name."""
+    from .discretize import discretize
+    from .netlist import load_netlist
+
+    path = Path(source)
+    if path.is_dir() and (path / "netlist.lgn").exists():
+        return load_netlist(path / "netlist.lgn")
+    if path.is_file():
+        return load_netlist(path)
+    if source in _known_models():
+        import timm
+
+        return discretize(timm.create_model(source, **model_kwargs).eval())
+    raise UsageError(f"{source!r} is neither a netlist file, a run directory with netlist.lgn, nor a known model "
+                     f"({', '.join(_known_models())})")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    netlist = _load_or_build_netlist(args.source, parse_model_kwargs(args.model_kwargs))
+    simple, stats = netlist.simplify()
+    out = Path(args.out)
+    if args.format == "netlist":
+        simple.save(out)
+    elif args.format == "c":
+        from .export import to_c
+
+        to_c(simple, out, function_name=args.name)
+    elif args.format == "verilog":
+        from .export import to_verilog
+
+        to_verilog(simple, out, module_name=args.name, pipeline_every=args.pipeline_every)
+    else:
+        import tvm_ops
+
+        tvm_ops.compile_netlist(simple).save(out)
+    print(f"wrote {out} ({args.format}): {stats['gates_before']} gates, {stats['gates_after']} after "
+          f"simplification, logic depth {simple.logic_depth}")
+    if args.synth:
+        if args.format != "verilog":
+            raise UsageError("--synth needs --format verilog")
+        from .export import synthesize
+
+        report = synthesize(out)
+        print("synthesis (yosys): " + ", ".join(f"{k} {v}" for k, v in report.items() if not isinstance(v, dict)))
     return 0
 
 
@@ -160,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .train.config import TEMPERATURE_SCHEDULES
 
     parser = argparse.ArgumentParser(prog="lgn-nas", description="Logic gate networks: train, inspect, fetch data.")
-    sub = parser.add_subparsers(dest="command", metavar="{train,info,data,search}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,info,export,data,search}")
     sub.required = True
 
     train = sub.add_parser("train", help="train an LGN and write metrics, checkpoint, netlist and curves")
@@ -201,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--seed", type=int, default=0)
     info.set_defaults(func=run_info)
 
+    export = sub.add_parser("export", help="write a netlist as C, Verilog, a compiled TVM library or a netlist file")
+    export.add_argument("source", help="netlist file (.lgn), training run directory, or model name (untrained)")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    export.add_argument("--out", required=True, help="output file")
+    export.add_argument("--name", default="lgn_net", help="C function / Verilog module name")
+    export.add_argument("--pipeline-every", type=int, default=0, help="Verilog: registers every N layers")
+    export.add_argument("--synth", action="store_true", help="Verilog: synthesise with yosys and report cells")
+    export.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
+    export.set_defaults(func=run_export)
+
     add_data_subcommand(sub)
     add_search_subcommand(sub)
     return parser
@@ -235,7 +319,8 @@ def add_search_subcommand(sub: Any) -> None:
     search.add_argument("--prune-margin", type=float, default=0.05,
                         help="multi-objective: prune a trial this far behind a no-bigger one at the same epoch (<0: off)")
     search.add_argument("--batch-size", type=int, default=128)
-    search.add_argument("--lr", type=float, default=0.01)
+    search.add_argument("--lr", type=float, default=None, help="fixed learning rate (default: searched in --lr-range)")
+    search.add_argument("--lr-range", type=float, nargs=2, default=[0.01, 0.1], metavar=("LOW", "HIGH"))
     search.add_argument("--seed", type=int, default=0, help="training seed of every trial")
     search.add_argument("--val-size", type=int, default=5000, help="validation images (scored per epoch)")
     search.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")

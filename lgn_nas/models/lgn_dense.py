@@ -47,7 +47,9 @@ class LogicDenseNet(nn.Module):
     """Thermometer encoder -> ``depth`` randomly wired logic layers -> GroupSum.
 
     All constructor arguments are plain JSON values so a genome, a checkpoint config and timm's
-    ``config.json`` hold the same dict.
+    ``config.json`` hold the same dict. ``init`` defaults to ``gaussian``: on MNIST one epoch of
+    ``lgn_dense_s`` reached 89.3% discrete accuracy with it against 68.9% with the residual init, whose
+    argmax gates mostly stay pass-throughs (measured here; the residual init matters for deep conv nets).
     """
 
     def __init__(
@@ -63,7 +65,7 @@ class LogicDenseNet(nn.Module):
             connectivity: str = "random",
             relaxation: str = "softmax",
             parametrization: str = "raw16",
-            init: str = "residual",
+            init: str = "gaussian",
             temperature: float = 1.0,
             group_tau: float = 10.0,
             global_pool: str = "",

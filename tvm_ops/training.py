@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-__all__ = ["logic_dense", "available", "kernels_ready", "TvmFallbackWarning", "build_dense_kernels", "consumer_index",
+__all__ = ["logic_dense", "logic_tree_conv", "logic_tree_conv_or_pool", "build_conv_kernels", "available", "kernels_ready", "TvmFallbackWarning", "build_dense_kernels", "consumer_index",
            "build_dense_cuda", "reset"]
 
 
@@ -240,3 +240,229 @@ def consumer_index(in_a: torch.Tensor, in_b: torch.Tensor, in_features: int):
     ptr = torch.zeros(in_features + 1, dtype=torch.int64)
     ptr[1:] = torch.cumsum(torch.bincount(idx, minlength=in_features), 0)
     return tuple(t.to(torch.int32) for t in (ptr, neuron[order], partner[order], role[order]))
+
+
+# ------------------------------------------------------------------------------ logic-tree convolutions
+
+_MAX_KERNEL_DEPTH = 8  # deeper trees (not used by LogicTreeConv2d, max 6) take the torch path
+
+
+def _conv_source_key() -> list:
+    from . import build, train_conv
+
+    return [train_conv.KERNEL_VERSION, build.source_hash(train_conv.__file__)]
+
+
+def build_conv_kernels(dtype: str = "float32", depth: int = 3, stride: int = 1, target: Optional[dict] = None):
+    """Compile (or load from the cache) the CPU tree-conv kernels (plain and OR-pooled, forward and
+    backward) for one (dtype, tree depth, stride): a ``tvm.runtime.Module``. Sizes are symbolic."""
+    from . import build, train_conv
+
+    build.prepare_thread_pool()
+    target = build.host_target() if target is None else dict(target)
+    return build.cached_build(
+        f"lgn_tree_conv_{dtype}_d{depth}_s{stride}", _conv_source_key() + [dtype, depth, stride],
+        lambda: train_conv.cpu_module(dtype, depth, stride), target)
+
+
+def _conv_module(dtype: torch.dtype, depth: int, stride: int):
+    """The tree-conv kernels, or ``None`` after warning once that TVM is unusable (shared state
+    with the dense op: one failure sends both to the torch path, with one warning in all)."""
+    global _FAILED, _WARNED
+    name = str(dtype).replace("torch.", "")
+    key = f"conv:{name}:{depth}:{stride}"
+    mod = _MODULES.get(key)
+    if mod is not None:
+        return mod
+    with _LOCK:
+        mod = _MODULES.get(key)
+        if mod is None and _FAILED is None:
+            try:
+                mod = build_conv_kernels(name, depth, stride)
+                _MODULES[key] = mod
+            except Exception as exc:  # ImportError (no tvm) or any build error
+                _FAILED = f"{type(exc).__name__}: {exc}"
+        if mod is None and not _WARNED:
+            _WARNED = True
+            warnings.warn(f"TVM tree-conv kernels unavailable ({_FAILED}); using the torch path instead",
+                          TvmFallbackWarning, stacklevel=4)
+    return mod
+
+
+def _leaf_offsets(leaf_index: torch.Tensor, kernel_size: int, padded_hw) -> torch.Tensor:
+    """int32 ``(O, L)`` offsets of the leaves within one padded sample: ``c*Hp*Wp + dy*Wp + dx``."""
+    k = kernel_size
+    hp, wp = padded_hw
+    li = leaf_index.to(torch.int64)
+    return ((li // (k * k)) * (hp * wp) + ((li // k) % k) * wp + li % k).to(torch.int32).contiguous()
+
+
+def _pad(x: torch.Tensor, padding: int) -> torch.Tensor:
+    if padding:
+        return torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    return x
+
+
+def _crop(gxp: torch.Tensor, padding: int, height: int, width: int) -> torch.Tensor:
+    if padding:
+        return gxp[:, :, padding:padding + height, padding:padding + width]
+    return gxp
+
+
+class _TvmTreeConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, off, coefficients, mod, out_hw, padding):
+        from . import train_conv
+
+        xp = _pad(x, padding)
+        out = torch.empty(x.shape[0], off.shape[0], *out_hw, dtype=x.dtype)
+        if out.numel():
+            _threads(x.shape[0] * off.shape[0])
+            mod[train_conv.FWD](_dl(xp), _dl(off), _dl(coefficients), _dl(out))
+        ctx.save_for_backward(xp, off, coefficients)
+        ctx.mod = mod
+        ctx.geometry = (padding, x.shape[2], x.shape[3])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from . import train_conv
+
+        xp, off, coefficients = ctx.saved_tensors
+        padding, height, width = ctx.geometry
+        g = grad_out.to(xp.dtype).contiguous()
+        p = _threads(xp.shape[0])
+        gxp = torch.zeros_like(xp)
+        part = torch.zeros(p, *coefficients.shape, dtype=xp.dtype)
+        if g.numel():
+            ctx.mod[train_conv.BWD](_dl(xp), _dl(off), _dl(coefficients), _dl(g), _dl(gxp),
+                                    _dl(part))
+        grad_x = _crop(gxp, padding, height, width) if ctx.needs_input_grad[0] else None
+        grad_c = part.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, None, grad_c, None, None, None
+
+
+class _TvmTreeConvOrPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, off, coefficients, mod, pooled_hw, padding):
+        from . import train_conv
+
+        xp = _pad(x, padding)
+        out = torch.empty(x.shape[0], off.shape[0], *pooled_hw, dtype=x.dtype)
+        arg = torch.empty(out.shape, dtype=torch.uint8)
+        if out.numel():
+            _threads(x.shape[0] * off.shape[0])
+            mod[train_conv.POOL_FWD](_dl(xp), _dl(off), _dl(coefficients), _dl(out), _dl(arg))
+        ctx.save_for_backward(xp, off, coefficients, arg)
+        ctx.mod = mod
+        ctx.geometry = (padding, x.shape[2], x.shape[3])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from . import train_conv
+
+        xp, off, coefficients, arg = ctx.saved_tensors
+        padding, height, width = ctx.geometry
+        g = grad_out.to(xp.dtype).contiguous()
+        p = _threads(xp.shape[0])
+        gxp = torch.zeros_like(xp)
+        part = torch.zeros(p, *coefficients.shape, dtype=xp.dtype)
+        if g.numel():
+            ctx.mod[train_conv.POOL_BWD](_dl(xp), _dl(off), _dl(coefficients), _dl(arg), _dl(g),
+                                         _dl(gxp), _dl(part))
+        grad_x = _crop(gxp, padding, height, width) if ctx.needs_input_grad[0] else None
+        grad_c = part.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, None, grad_c, None, None, None
+
+
+def _conv_args(x, leaf_index, coefficients, kernel_size, stride, padding, op: str):
+    """Validate the tree-conv arguments; returns the output size ``(Ho, Wo)`` and the tree depth."""
+    for name, value, minimum in (("kernel_size", kernel_size, 1), ("stride", stride, 1), ("padding", padding, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if x.dim() != 4:
+        raise ValueError(f"{op} input must be 4-D (batch, channels, height, width), got shape {tuple(x.shape)}")
+    for name, t in (("x", x), ("leaf_index", leaf_index), ("coefficients", coefficients)):
+        if t.device.type != "cpu":
+            raise ValueError(f"{name} is on {t.device}; the TVM {op} op runs on CPU tensors only "
+                             "(use backend='torch' or 'auto' for other devices)")
+    if x.dtype not in _KERNEL_DTYPES + _CAST_DTYPES:
+        raise TypeError(f"the TVM {op} op supports float32/float64 (float16/bfloat16 via float32), got {x.dtype}")
+    if not coefficients.dtype.is_floating_point:
+        raise TypeError(f"coefficients must be floating point, got {coefficients.dtype}")
+    if leaf_index.dtype.is_floating_point or leaf_index.dtype.is_complex or leaf_index.dtype == torch.bool:
+        raise TypeError(f"leaf_index must be an integer tensor, got {leaf_index.dtype}")
+    if leaf_index.dim() != 2:
+        raise ValueError(f"leaf_index must be 2-D (out_channels, leaves), got shape {tuple(leaf_index.shape)}")
+    num_out, leaves = leaf_index.shape
+    if leaves < 2 or leaves & (leaves - 1):
+        raise ValueError(f"trees must have a power-of-two number >= 2 of leaves, got {leaves}")
+    if tuple(coefficients.shape) != (num_out, leaves - 1, 4):
+        raise ValueError(f"coefficients must have shape ({num_out}, {leaves - 1}, 4), got {tuple(coefficients.shape)}")
+    batch, channels, height, width = x.shape
+    fields = channels * kernel_size * kernel_size
+    if leaf_index.numel():
+        lo, hi = int(leaf_index.min()), int(leaf_index.max())
+        if lo < 0 or hi >= fields:
+            raise ValueError(f"leaf_index has values in [{lo}, {hi}], outside [0, {fields}) = channels * kernel_size**2")
+    if min(height, width) + 2 * padding < kernel_size:
+        raise ValueError(f"kernel_size={kernel_size} is larger than the input {(height, width)} padded by {padding}")
+    out_h = (height + 2 * padding - kernel_size) // stride + 1
+    out_w = (width + 2 * padding - kernel_size) // stride + 1
+    padded = batch * channels * (height + 2 * padding) * (width + 2 * padding)
+    if max(padded, batch * num_out * out_h * out_w) >= 2 ** 31:
+        raise ValueError(f"the TVM {op} op indexes with int32: input and output must have < 2**31 elements")
+    return (out_h, out_w), leaves.bit_length() - 1
+
+
+def _torch_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding):
+    from lgn_nas.layers.tree_ops import logic_tree_conv as torch_logic_tree_conv
+
+    return torch_logic_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding)
+
+
+def _run_conv(fn, x, leaf_index, coefficients, kernel_size, stride, padding, out_hw, depth):
+    compute_dtype = x.dtype if x.dtype in _KERNEL_DTYPES else torch.float32
+    mod = _conv_module(compute_dtype, depth, stride) if depth <= _MAX_KERNEL_DEPTH else None
+    if mod is None:
+        return None
+    off = _leaf_offsets(leaf_index, kernel_size, (x.shape[2] + 2 * padding, x.shape[3] + 2 * padding))
+    xc = x.to(compute_dtype).contiguous()
+    cc = coefficients.to(compute_dtype).contiguous()
+    out = fn.apply(xc, off, cc, mod, out_hw, padding)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+def logic_tree_conv(x: torch.Tensor, leaf_index: torch.Tensor, coefficients: torch.Tensor,
+                    kernel_size: int, stride: int = 1, padding: int = 0) -> torch.Tensor:
+    """Logic-tree convolution ``(B, C, H, W) -> (B, O, H', W')`` on TVM kernels (CPU).
+
+    Same signature and values as ``lgn_nas.layers.tree_ops.logic_tree_conv``; back-propagates into
+    ``x`` and ``coefficients``. Trees deeper than 8 levels take the torch path.
+    """
+    out_hw, depth = _conv_args(x, leaf_index, coefficients, kernel_size, stride, padding, "tree-conv")
+    out = _run_conv(_TvmTreeConv, x, leaf_index, coefficients, kernel_size, stride, padding, out_hw, depth)
+    if out is None:
+        return _torch_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding)
+    return out
+
+
+def logic_tree_conv_or_pool(x: torch.Tensor, leaf_index: torch.Tensor, coefficients: torch.Tensor,
+                            kernel_size: int, stride: int = 1, padding: int = 0) -> torch.Tensor:
+    """Logic-tree convolution fused with 2x2 OR (max) pooling, stride 2: ``(B, C, H, W) -> (B, O, H'//2, W'//2)``.
+
+    Equal to ``max_pool2d(logic_tree_conv(...), 2)`` in values and gradients (ties in a window go to
+    the first maximum in row-major order, as torch's max pooling does), but evaluates the tree at
+    the window's four positions in one kernel, stores only the maximum and its position (uint8),
+    and recomputes the tree at the winning position in the backward pass.
+    """
+    out_hw, depth = _conv_args(x, leaf_index, coefficients, kernel_size, stride, padding, "tree-conv OR-pool")
+    if min(out_hw) < 2:
+        raise ValueError(f"the 2x2 OR pool needs a convolution output of at least 2x2, got {out_hw[0]}x{out_hw[1]}")
+    pooled_hw = (out_hw[0] // 2, out_hw[1] // 2)
+    out = _run_conv(_TvmTreeConvOrPool, x, leaf_index, coefficients, kernel_size, stride, padding, pooled_hw, depth)
+    if out is None:
+        return torch.nn.functional.max_pool2d(
+            _torch_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding), 2)
+    return out

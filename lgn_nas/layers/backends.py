@@ -14,19 +14,29 @@
   shares them). Above it the step time is dominated by the layer, where the TVM kernels are several
   times faster (``benchmarks/bench_train_ops.py --sweep``); batch 128 x 4,096 neurons is the
   smallest layer that qualifies, so ``lgn_dense_s`` (8,000 wide) trains on TVM at batch 128.
+
+Logic-tree convolutions (``LogicTreeConv2d``, and a tree conv fused with the 2x2 OR pool that follows
+it, ``LogicTreeConvPool2d``) follow the same policy with the TVM ops ``tvm_ops.training.logic_tree_conv``
+and ``logic_tree_conv_or_pool``; their work is the gate evaluations of one call, ``batch *
+out_channels * output positions * (2^depth - 1)`` (:func:`auto_uses_tvm_conv`, same threshold and
+override). The CIFAR first block at batch 64 is 14.7 M gate evaluations (TVM about an order of
+magnitude faster there, ``benchmarks/bench_train_ops.py``); a single 32x32 sample of it is 229 K and
+stays on torch.
 """
 from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 
 from .functional import logic_dense
+from .tree_ops import logic_tree_conv
 
 __all__ = ["BACKENDS", "AUTO_TVM_MIN_WORK", "list_backends", "check_backend", "resolve_backend", "dense_op",
-           "auto_uses_tvm", "logic_dense_auto"]
+           "auto_uses_tvm", "logic_dense_auto", "auto_uses_tvm_conv", "tree_conv_op", "tree_conv_or_pool_op",
+           "logic_tree_conv_or_pool_torch"]
 
 BACKENDS = ("auto", "torch", "tvm")
 
@@ -108,3 +118,63 @@ def dense_op(backend: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor
     if backend == "auto":
         return logic_dense_auto
     return logic_dense
+
+
+# ---------------------------------------------------------------------------------- tree convolutions
+
+def auto_uses_tvm_conv(x: torch.Tensor, out_channels: int, num_leaves: int, kernel_size: int, stride: int,
+                       padding: int) -> bool:
+    """The ``auto`` rule for a tree convolution on ``x``: TVM when it is usable, ``x`` is a float32
+    CPU tensor and the call does at least the threshold's gate evaluations."""
+    training = _tvm_training()
+    if isinstance(training, str) or not training.available() or not hasattr(training, "logic_tree_conv"):
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4:
+        return False
+    out_h = (x.shape[2] + 2 * padding - kernel_size) // stride + 1
+    out_w = (x.shape[3] + 2 * padding - kernel_size) // stride + 1
+    return x.shape[0] * out_channels * max(out_h, 0) * max(out_w, 0) * (num_leaves - 1) >= _auto_min_work()
+
+
+def logic_tree_conv_or_pool_torch(x: torch.Tensor, leaf_index: torch.Tensor, coefficients: torch.Tensor,
+                                  kernel_size: int, stride: int = 1, padding: int = 0) -> torch.Tensor:
+    """The torch reference of the fused op: the tree conv, then 2x2 max (OR) pooling."""
+    return torch.nn.functional.max_pool2d(logic_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding), 2)
+
+
+def _auto_conv(tvm_name: str, torch_op: Callable) -> Callable:
+    def op(x, leaf_index, coefficients, kernel_size: int, stride: int = 1, padding: int = 0):
+        if auto_uses_tvm_conv(x, leaf_index.shape[0], leaf_index.shape[1], kernel_size, stride, padding):
+            return getattr(_tvm_training(), tvm_name)(x, leaf_index, coefficients, kernel_size, stride, padding)
+        return torch_op(x, leaf_index, coefficients, kernel_size, stride, padding)
+
+    op.__name__ = op.__qualname__ = f"{tvm_name}_auto"
+    op.__doc__ = f"The {tvm_name} op of backend ``auto``: TVM where :func:`auto_uses_tvm_conv` says so, else torch."
+    return op
+
+
+logic_tree_conv_auto = _auto_conv("logic_tree_conv", logic_tree_conv)
+logic_tree_conv_or_pool_auto = _auto_conv("logic_tree_conv_or_pool", logic_tree_conv_or_pool_torch)
+
+
+def _tvm_conv_op(name: str) -> Optional[Callable]:
+    training = _tvm_training()
+    return None if isinstance(training, str) else getattr(training, name, None)
+
+
+def tree_conv_op(backend: str) -> Callable:
+    """The tree-conv op ``(x, leaf_index, coefficients, kernel_size, stride, padding)`` of a resolved backend."""
+    if backend == "tvm":
+        return _tvm_conv_op("logic_tree_conv") or logic_tree_conv
+    if backend == "auto":
+        return logic_tree_conv_auto
+    return logic_tree_conv
+
+
+def tree_conv_or_pool_op(backend: str) -> Callable:
+    """The fused tree-conv + 2x2 OR-pool op of a resolved backend (same arguments)."""
+    if backend == "tvm":
+        return _tvm_conv_op("logic_tree_conv_or_pool") or logic_tree_conv_or_pool_torch
+    if backend == "auto":
+        return logic_tree_conv_or_pool_auto
+    return logic_tree_conv_or_pool_torch

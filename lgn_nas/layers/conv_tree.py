@@ -11,12 +11,13 @@ from torch import nn
 from timm.layers import register_notrace_function
 
 from ..gates import gate_basis
-from .backends import check_backend, resolve_backend
+from .backends import check_backend, resolve_backend, tree_conv_op, tree_conv_or_pool_op
 from .parametrizations import check_parametrization, gate_coefficients, gate_ids, init_weight
 from .relaxations import check_relaxation
 from .tree_ops import logic_tree_conv, logic_tree_conv_plain, tree_output_size
 
-__all__ = ["LogicTreeConv2d", "OrPool2d", "logic_tree_conv_forward", "MAX_TREE_DEPTH"]
+__all__ = ["LogicTreeConv2d", "OrPool2d", "LogicTreeConvPool2d", "logic_tree_conv_forward",
+           "logic_tree_conv_pool_forward", "MAX_TREE_DEPTH"]
 
 MAX_TREE_DEPTH = 6
 OR_GATE = 7
@@ -56,17 +57,28 @@ def logic_tree_conv_forward(
 
 
 def _tree_conv_op(backend: str):
-    """The tree-conv op of a resolved backend (TVM's when it provides one, else the torch op)."""
-    if backend == "tvm":
-        try:
-            from tvm_ops import training
-        except ImportError:
-            return logic_tree_conv
-        return getattr(training, "logic_tree_conv", logic_tree_conv)
-    return logic_tree_conv
+    """The tree-conv op of a resolved backend: TVM's for "tvm", the per-call choice for "auto"
+    (``backends.auto_uses_tvm_conv``), else the torch op."""
+    return tree_conv_op(backend)
+
+
+@register_notrace_function
+def logic_tree_conv_pool_forward(
+        x: torch.Tensor, leaf_index: torch.Tensor, coefficients: torch.Tensor, in_channels: int,
+        kernel_size: int, stride: int, padding: int, backend: str,
+) -> torch.Tensor:
+    """A logic-tree convolution followed by 2x2 OR pooling (stride 2) with ``backend``'s fused op
+    (an FX leaf). The torch backend computes ``max_pool2d(logic_tree_conv(...), 2)``."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"LogicTreeConv2d expects input of shape (batch, {in_channels}, H, W), got {tuple(x.shape)}")
+    if min(x.shape[2], x.shape[3]) + 2 * padding < kernel_size:
+        raise ValueError(
+            f"kernel_size={kernel_size} is larger than the input {tuple(x.shape[2:])} padded by {padding}")
+    return tree_conv_or_pool_op(backend)(x, leaf_index, coefficients, kernel_size, stride, padding)
 
 
 torch.fx.wrap("logic_tree_conv_forward")
+torch.fx.wrap("logic_tree_conv_pool_forward")
 
 
 class LogicTreeConv2d(nn.Module):
@@ -236,3 +248,47 @@ class OrPool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class LogicTreeConvPool2d(nn.Sequential):
+    """A ``LogicTreeConv2d`` followed by an ``OrPool2d``, computed by one fused op where possible.
+
+    Holds the two modules like ``nn.Sequential(conv, pool)`` (same indexing, same state-dict keys,
+    so checkpoints of either load into the other). When the pool is 2x2 with stride 2 and the conv's
+    backend is "tvm" (or "auto" choosing TVM for the call), the forward runs the fused TVM op
+    (``tvm_ops.training.logic_tree_conv_or_pool``: the tree at the window's four positions in one
+    kernel, only the maximum and its position stored, the tree recomputed at the winning position in
+    the backward pass); values and gradients equal ``pool(conv(x))``. Otherwise, under TorchScript,
+    and with backend "torch" it computes ``pool(conv(x))`` exactly as the unfused pair does. A fused
+    call does not run the conv's forward hooks.
+    """
+
+    def __init__(self, conv: LogicTreeConv2d, pool: OrPool2d) -> None:
+        if not isinstance(conv, LogicTreeConv2d) or not isinstance(pool, OrPool2d):
+            raise TypeError(f"LogicTreeConvPool2d needs (LogicTreeConv2d, OrPool2d), got "
+                            f"({type(conv).__name__}, {type(pool).__name__})")
+        super().__init__(conv, pool)
+
+    @property
+    def fusable(self) -> bool:
+        """Whether the pool is the 2x2, stride-2 OR pool the fused op computes."""
+        pool = self[1]
+        return pool.kernel_size == 2 and pool.stride == 2
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return self[1].output_size(*self[0].output_size(height, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            for module in self:
+                x = module(x)
+            return x
+        return self._forward_eager(x)
+
+    @torch.jit.unused
+    def _forward_eager(self, x: torch.Tensor) -> torch.Tensor:
+        conv, pool = self[0], self[1]
+        if conv._resolved_backend == "torch" or not self.fusable:
+            return pool(conv(x))
+        return logic_tree_conv_pool_forward(x, conv.leaf_index, conv.coefficients(), conv.in_channels,
+                                            conv.kernel_size, conv.stride, conv.padding, conv._resolved_backend)

@@ -40,7 +40,7 @@ def run_search_command(args: argparse.Namespace) -> int:
         bounds = parse_space_args(args.space_arg)
     except ValueError as error:
         return fail(str(error))
-    train = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "val_size": args.val_size,
+    train = {"batch_size": args.batch_size, "lr": args.lr or 0.01, "seed": args.seed, "val_size": args.val_size,
              "limit_train": args.limit_train, "limit_test": args.limit_test}
     try:
         run_search(space=args.space, dataset=args.dataset, trials=args.trials, epochs=args.epochs,
@@ -48,6 +48,7 @@ def run_search_command(args: argparse.Namespace) -> int:
                    out=args.out, space_bounds=bounds, train=train, sampler=args.sampler, pruner=args.pruner,
                    sampler_seed=args.sampler_seed, max_gates=args.max_gates, max_raw_gates=args.max_raw_gates,
                    prune_margin=None if args.prune_margin < 0 else args.prune_margin,
+                   lr_range=None if args.lr is not None else tuple(args.lr_range),
                    heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                    data_root=args.data_root, progress=not args.no_progress, export=not args.no_export)
     except StorageError as error:

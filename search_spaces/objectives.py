@@ -201,7 +201,8 @@ class Objective:
     Keyword-only arguments: ``space`` (callable trial -> genome), ``data`` (a preloaded
     ``DatasetSplits``), ``train_config`` (a ``TrainConfig`` template), ``objectives`` (names from
     :data:`OBJECTIVES`), ``max_gates`` / ``max_raw_gates`` budgets, ``prune_below`` /
-    ``prune_margin`` (manual pruning of multi-objective trials), ``trial_dir`` (where each trial's
+    ``prune_margin`` (manual pruning of multi-objective trials), ``lr_range`` (search the learning rate,
+    log-uniform, as trial parameter ``lr``; ``None``: the template's), ``trial_dir`` (where each trial's
     model (timm ``save_for_hf`` layout), netlist and metrics go; ``None``: nowhere), ``latency_threads``.
     """
 
@@ -209,7 +210,7 @@ class Objective:
                  objectives: Sequence[str] = ("acc", "gates"), max_gates: Optional[int] = None,
                  max_raw_gates: Optional[int] = None, prune_below: Optional[float] = None,
                  prune_margin: Optional[float] = 0.05, trial_dir: Optional[Path] = None,
-                 latency_threads: int = 1) -> None:
+                 latency_threads: int = 1, lr_range: Optional[Tuple[float, float]] = None) -> None:
         self.space = space
         self.data = data
         self.train_config = train_config
@@ -223,6 +224,7 @@ class Objective:
         self.prune_margin = prune_margin
         self.trial_dir = Path(trial_dir) if trial_dir is not None else None
         self.latency_threads = latency_threads
+        self.lr_range = tuple(lr_range) if lr_range is not None else None
 
     # ----------------------------------------------------------------- pruning
     def _hopeless(self, trial: Any, epoch: int, acc: float, raw_gates: int) -> Optional[str]:
@@ -276,7 +278,9 @@ class Objective:
             trial.set_user_attr("pruned_reason", f"{raw} raw gates > max_raw_gates {self.max_raw_gates}")
             raise optuna.TrialPruned(f"{raw} raw gates > max_raw_gates {self.max_raw_gates}")
         curve: List[float] = []
-        config = self.train_config.replace(seed=self.train_config.seed)
+        config = self.train_config
+        if self.lr_range is not None:  # a training hyperparameter, not part of the genome
+            config = config.replace(lr=trial.suggest_float("lr", *self.lr_range, log=True))
         try:
             result = train_genome(genome, config, self.data, self._on_epoch(trial, raw, curve))
         except optuna.TrialPruned:

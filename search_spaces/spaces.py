@@ -81,7 +81,7 @@ class BaseSpace:
             connectivity: Sequence[str] = ("random", "unique"),
             relaxation: Sequence[str] = ("softmax", "gumbel_st"),
             parametrization: Sequence[str] = ("raw16",),
-            init: Sequence[str] = ("residual",),
+            init: Sequence[str] = ("residual", "gaussian"),
             group_tau: Tuple[float, float] = (1.0, 64.0),
             gumbel_tau: Tuple[float, float] = (0.25, 2.0),
             seed: int = 0,

@@ -227,7 +227,7 @@ def export_trial(trial: Any, out_dir: Path, *, trials_dir: Optional[Path] = None
             raise FileNotFoundError(f"trial {trial.number} was trained elsewhere (no {source}); pass train_config and "
                                     "data to retrain it")
         genome = trial.user_attrs["genome"]
-        result = train_genome(genome, train_config, data)
+        result = train_genome(genome, train_config.replace(lr=trial.params.get("lr", train_config.lr)), data)
         metrics = {k: v for k, v in result.items()}
         save_trial(tmp, genome, result.model, result.netlist, metrics)
     info = {"trial": trial.number, "values": list(trial.values), "study_metrics": {
@@ -268,6 +268,7 @@ def run_search(
         max_gates: Optional[int] = None,
         max_raw_gates: Optional[int] = None,
         prune_margin: Optional[float] = 0.05,
+        lr_range: Optional[Sequence[float]] = (0.01, 0.1),
         heartbeat_interval: int = 30,
         grace_period: Optional[int] = None,
         data_root: Optional[str] = None,
@@ -308,7 +309,8 @@ def run_search(
     study_name = study_name or f"{space}-{data.name}-{'-'.join(objectives)}"
     metadata = {"space": space, "dataset": data.name, "bounds": search_space.bounds(),
                 "train": {k: v for k, v in train_config.to_dict().items() if k not in ("model", "model_kwargs")},
-                "max_gates": max_gates, "max_raw_gates": max_raw_gates}
+                "max_gates": max_gates, "max_raw_gates": max_raw_gates,
+                "lr_range": list(lr_range) if lr_range is not None else None}
     study = open_study(study_name=study_name, storage=storage_obj, storage_url=storage, objectives=objectives,
                        sampler=make_sampler(sampler, objectives=objectives, seed=sampler_seed),
                        pruner=make_pruner(pruner if len(objectives) == 1 else "none", epochs=epochs),
@@ -319,7 +321,7 @@ def run_search(
         trials_dir.mkdir(parents=True, exist_ok=True)
     objective = Objective(space=search_space, data=data, train_config=train_config, objectives=objectives,
                           max_gates=max_gates, max_raw_gates=max_raw_gates, prune_margin=prune_margin,
-                          trial_dir=trials_dir)
+                          trial_dir=trials_dir, lr_range=lr_range)
     done = finished_trials(study)
     log(f"study {study_name!r} on {mask_url(storage)}: {done} of {trials} trials finished; space {space}, "
         f"objectives {','.join(objectives)}, {epochs} epoch(s) per trial")

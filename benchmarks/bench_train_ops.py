@@ -1,10 +1,17 @@
 """Training ops, forward + backward: lgn-nas's torch path vs the TVM kernels, side by side.
 
     python benchmarks/bench_train_ops.py [--features 16000] [--batch 256] [--repeats 7] [--sweep] [--epoch]
+                                         [--conv-batch 64] [--no-conv]
 
 * dense ``features -> features`` layer at ``batch``: torch path vs TVM (same inputs, wiring, threads;
   calls interleaved so machine noise hits both alike), median and best of ``repeats``; first-use
   compile time of the TVM kernels (cold cache: build + first function lookup) and warm load time.
+* CIFAR-size first LogicTreeNet block (6 channels at 32x32, 32 trees of depth 3 over 3x3 fields,
+  padding 1, 2x2 OR pool) at ``conv-batch``, forward + backward: the torch path
+  (``LogicTreeConv2d`` + ``OrPool2d``, backend "torch") vs the fused TVM op (``LogicTreeConvPool2d``,
+  backend "tvm"), interleaved, median and best; peak memory per implementation measured in a fresh
+  subprocess as the growth of its peak resident set (VmHWM) over one step (TVM imported and its
+  kernels loaded before, as in a training run); first-use compile time of the conv kernels.
 * ``--sweep``: the same at batch 128 over several widths (the data behind the ``auto`` threshold).
 * ``--epoch``: one training epoch of ``timm.create_model("lgn_dense_s")`` on MNIST (Adam 0.01, batch
   128) with each backend (minutes).
@@ -18,6 +25,10 @@ import statistics
 import sys
 import tempfile
 import time
+
+import subprocess
+
+os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle TVM workers must not steal the torch path's cores
 
 import torch
 
@@ -93,6 +104,116 @@ def _compile_times():
     return t_import, t_cold, t_warm
 
 
+def _conv_blocks(batch: int):
+    """The first block as the torch path (conv, pool) and as the fused TVM module, same weights."""
+    from torch import nn
+
+    from lgn_nas.layers import LogicTreeConv2d, OrPool2d
+    from lgn_nas.layers.conv_tree import LogicTreeConvPool2d
+
+    torch.manual_seed(0)
+    blocks = {}
+    for name, backend in (("torch", "torch"), ("tvm", "tvm")):
+        conv = LogicTreeConv2d(6, 32, 3, tree_depth=3, padding=1, init="gaussian", backend=backend,
+                               generator=torch.Generator().manual_seed(1)).train()
+        blocks[name] = nn.Sequential(conv, OrPool2d(2)) if name == "torch" else LogicTreeConvPool2d(conv, OrPool2d(2))
+    blocks["tvm"].load_state_dict(blocks["torch"].state_dict())
+    x = torch.rand(batch, 6, 32, 32, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    return blocks, x
+
+
+def _conv_step(block, x, grad):
+    x.grad = None
+    block.zero_grad()
+    out = block(x)
+    out.backward(grad)
+    return out
+
+
+def _conv_compile_time():
+    from tvm_ops import train_conv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old = os.environ.get("LGN_TVM_CACHE")
+        os.environ["LGN_TVM_CACHE"] = tmp
+        saved = dict(build._MEMORY)
+        try:
+            build._MEMORY.clear()
+            t = time.perf_counter()
+            mod = training.build_conv_kernels("float32", 3, 1)
+            for name in (train_conv.FWD, train_conv.BWD, train_conv.POOL_FWD, train_conv.POOL_BWD):
+                mod[name]  # LLVM code generation happens at lookup
+            return time.perf_counter() - t
+        finally:
+            build._MEMORY.clear()
+            build._MEMORY.update(saved)
+            if old is None:
+                os.environ.pop("LGN_TVM_CACHE", None)
+            else:
+                os.environ["LGN_TVM_CACHE"] = old
+
+
+def _conv_peak_child(name: str, batch: int) -> None:
+    def hwm_kb() -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+
+    blocks, x = _conv_blocks(batch)
+    if name == "tvm":  # import tvm and load the kernels first: the library is not the op's memory
+        from tvm_ops import train_conv
+        mod = training.build_conv_kernels("float32", 3, 1)
+        for fn in (train_conv.POOL_FWD, train_conv.POOL_BWD):
+            mod[fn]
+    grad = torch.ones(batch, 32, 16, 16)
+    torch.zeros(1).sum()  # touch the allocator
+    before = hwm_kb()
+    _conv_step(blocks[name], x, grad)
+    print((hwm_kb() - before) / 1024)
+
+
+def _conv_section(batch: int, repeats: int) -> None:
+    from lgn_nas.layers.tree_ops import logic_tree_conv as torch_tree_conv
+
+    t_compile = _conv_compile_time()
+    blocks, x = _conv_blocks(batch)
+    grad = torch.randn(batch, 32, 16, 16, generator=torch.Generator().manual_seed(3))
+    results = {}
+    for name, block in blocks.items():
+        out = _conv_step(block, x, grad)
+        results[name] = (out.detach(), x.grad.clone(), block[0].weight.grad.clone())
+    diffs = [float((a - b).abs().max()) for a, b in zip(results["torch"], results["tvm"])]
+    conv = blocks["torch"][0]
+    with torch.no_grad():
+        pre = [float((training.logic_tree_conv(x, conv.leaf_index, conv.coefficients(), 3, 1, 1)
+                      - torch_tree_conv(x, conv.leaf_index, conv.coefficients(), 3, 1, 1)).abs().max())]
+    times = {k: [] for k in blocks}
+    for _ in range(repeats):
+        for name, block in blocks.items():
+            t = time.perf_counter()
+            _conv_step(block, x, grad)
+            times[name].append(time.perf_counter() - t)
+    peaks = {}
+    for name in blocks:
+        child = subprocess.run([sys.executable, __file__, "--conv-child", name, "--conv-batch", str(batch)],
+                               capture_output=True, text=True, check=True)
+        peaks[name] = float(child.stdout.strip().splitlines()[-1])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best = {k: min(v) for k, v in times.items()}
+    print(f"\n## CIFAR first block (6x32x32 -> 32 trees d=3, 3x3, pad 1, 2x2 OR pool), batch {batch}, "
+          f"forward + backward ({repeats} interleaved runs)\n")
+    print("| implementation | median (ms) | best (ms) | speed-up (median) | peak memory (MB) | memory ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
+    labels = {"torch": "torch path (LogicTreeConv2d + OrPool2d, backend torch)",
+              "tvm": "TVM fused conv + OR pool (LogicTreeConvPool2d, backend tvm)"}
+    for name in blocks:
+        print(f"| {labels[name]} | {med[name] * 1e3:.1f} | {best[name] * 1e3:.1f} | {med['torch'] / med[name]:.2f}x "
+              f"| {peaks[name]:.1f} | {peaks['torch'] / max(peaks[name], 1e-9):.1f}x less |")
+    print(f"\nmax |difference| torch vs TVM (pooled out, grad_x, grad_weight; a window whose top two values tie within float32 rounding may route its gradient to the other position): {', '.join(f'{d:.1e}' for d in diffs)}; "
+          f"unpooled tree conv output: {pre[0]:.1e}")
+    print(f"TVM first use: compile the float32 depth-3 stride-1 tree-conv kernels (plain + OR-pooled, forward + "
+          f"backward) {t_compile:.2f} s (cold cache, once per machine: every size shares them)")
+
+
 def _epoch(backend: str, limit: int | None):
     import timm
 
@@ -128,7 +249,13 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="batch 128 over several widths")
     parser.add_argument("--epoch", action="store_true", help="one lgn_dense_s MNIST epoch per backend")
     parser.add_argument("--epoch-steps", type=int, default=0, help="stop the epoch after this many steps")
+    parser.add_argument("--conv-batch", type=int, default=64)
+    parser.add_argument("--no-conv", action="store_true", help="skip the conv block rows")
+    parser.add_argument("--conv-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.conv_child:
+        _conv_peak_child(args.conv_child, args.conv_batch)
+        return
 
     print("$ python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]))
     print(f"# {_machine()}")
@@ -146,6 +273,9 @@ def main() -> None:
     print(f"\nmax |difference| torch vs TVM (out, grad_x, grad_coefficients): {diff:.2e}")
     print(f"TVM first use: import tvm {t_import:.2f} s (if not yet imported), compile float32 kernels "
           f"{t_cold:.2f} s (cold cache, once per machine: every shape shares them), load from cache {t_warm * 1e3:.1f} ms")
+
+    if not args.no_conv:
+        _conv_section(args.conv_batch, args.repeats)
 
     if args.sweep:
         print("\n## batch 128, width w -> w (median of interleaved runs)\n")

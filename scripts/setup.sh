@@ -18,10 +18,12 @@ else
   echo "setup: not root; install these Debian packages yourself for the full test suite: ${APT_PACKAGES[*]}" >&2
 fi
 
+# pip warns about every package missing from this machine's local index folders; keep the log readable.
+pip_quiet() { .venv/bin/python -m pip install -q "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
+
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
 # torch and torchvision pinned as a pair: PyPI's torchvision does not import beside other torch builds.
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[dev]"
+pip_quiet "torch==2.14.1" "torchvision==0.29.1"
+pip_quiet -e ".[dev]"
 .venv/bin/python -c "import lgn_nas, timm; print('lgn-nas', lgn_nas.__version__, 'ready:', ', '.join(timm.list_models('lgn*')))"

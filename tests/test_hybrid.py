@@ -66,3 +66,14 @@ def test_hybrid_backbone_by_name_and_cut_point():
     assert model.num_features == model.backbone.feature_info.channels()[0]
     with pytest.raises(ValueError, match="unknown backbone 'resnet9000'"):
         timm.create_model("lgn_hybrid_resnet18", backbone="resnet9000")
+
+
+def test_training_library_scores_a_hybrid_through_its_head_netlist():
+    from lgn_nas.train import TrainConfig, fit
+
+    config = TrainConfig(model="lgn_hybrid_resnet18", dataset="mnist", epochs=1, batch_size=64, limit_train=512,
+                         limit_test=256, val_size=128, lr=0.01,
+                         model_kwargs=dict(backbone="resnet10t", head_widths=[200, 100], in_chans=1, img_size=28))
+    result = fit(config)
+    assert result.metrics["netlist_agrees"] is True
+    assert 0.0 <= result.metrics["test_acc_discrete"] <= 1.0

@@ -37,7 +37,7 @@ from .distributed import DistributedContext, init_distributed, resolve_device
 
 __all__ = [
     "EpochEnd", "StopTraining", "TrainingDiverged", "TrainResult", "Trainer", "fit", "build_model",
-    "make_param_groups", "evaluate", "evaluate_netlist", "relaxed_mode", "is_gate_logit_module",
+    "make_param_groups", "evaluate", "evaluate_netlist", "netlist_feed", "relaxed_mode", "is_gate_logit_module",
 ]
 
 Callback = Callable[["EpochEnd"], Optional[bool]]
@@ -243,15 +243,42 @@ def evaluate(
     return result
 
 
+def netlist_feed(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Map images to the raw input of ``discretize(model)``: the images themselves, or for hybrids the
+    eval-mode ``head_input`` (normalised backbone features) that their logic head's netlist reads."""
+    head_input = getattr(model, "head_input", None)
+    if head_input is None:
+        return lambda xb: xb
+
+    def feed(xb: torch.Tensor) -> torch.Tensor:
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return head_input(xb.to(device)).cpu()
+        finally:
+            model.train(was_training)
+
+    return feed
+
+
 def evaluate_netlist(netlist: Any, x: torch.Tensor, y: torch.Tensor, *,
-                     ctx: Optional[DistributedContext] = None, chunk: int = 10000) -> Dict[str, Any]:
-    """Accuracy of a ``Netlist`` (numpy reference evaluator) on ``(x, y)``; sharded like :func:`evaluate`."""
+                     ctx: Optional[DistributedContext] = None, chunk: int = 10000,
+                     feed: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Dict[str, Any]:
+    """Accuracy of a ``Netlist`` (numpy reference evaluator) on ``(x, y)``; sharded like :func:`evaluate`.
+
+    ``feed`` maps an image batch to the netlist's raw input (see :func:`netlist_feed`).
+    """
     ctx = ctx or DistributedContext()
     index = torch.arange(ctx.rank, x.shape[0], ctx.world_size)
     totals = torch.zeros(2, dtype=torch.float64)
     for start in range(0, index.shape[0], chunk):
         batch = index[start:start + chunk]
-        xb = _as_float(x[batch].cpu()).numpy().astype(np.float32, copy=False)
+        xb = _as_float(x[batch].cpu())
+        if feed is not None:
+            xb = feed(xb)
+        xb = xb.numpy().astype(np.float32, copy=False)
         predicted = netlist.predict(xb)
         totals[0] += float((predicted == y[batch].cpu().numpy()).sum())
         totals[1] += batch.shape[0]
@@ -489,7 +516,7 @@ class Trainer:
             (netlist, _), gate_stats = _netlist_stats(model)
             # The netlist computes exactly the eval model (checked on the test set at the end) and is
             # far faster than the torch eval forward, so per-epoch discrete accuracy goes through it.
-            discrete = evaluate_netlist(netlist, x_eval, y_eval, ctx=ctx)
+            discrete = evaluate_netlist(netlist, x_eval, y_eval, ctx=ctx, feed=netlist_feed(model))
             metrics = {
                 "epoch": epoch + 1,
                 **train_stats,
@@ -569,7 +596,9 @@ class Trainer:
             reference = evaluate(model, x_test, y_test, relaxed=False, batch_size=c.eval_batch_size,
                                  return_scores=True)["scores"]
         reference = reference.numpy()
-        x_np = _as_float(x_test.clone()).cpu().numpy().astype(np.float32)
+        feed = netlist_feed(model)
+        x_np = torch.cat([feed(_as_float(x_test[i:i + c.eval_batch_size].clone()).cpu())
+                          for i in range(0, x_test.shape[0], c.eval_batch_size)]).numpy().astype(np.float32)
         labels = y_test.cpu().numpy()
         problems = []
         for name, net in (("netlist", netlist), ("simplified netlist", simplified)):

@@ -1,6 +1,6 @@
 """LGN layers: logic layers, encoders, heads, and the strategies they are built from."""
 from .backends import check_backend, list_backends, resolve_backend
-from .conv_tree import LogicTreeConv2d, OrPool2d
+from .conv_tree import LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d
 from .connectivity import list_connectivities, make_connections
 from .functional import logic_dense, logic_dense_mixture, logic_dense_plain
 from .group_sum import GroupSum
@@ -12,7 +12,7 @@ from .thermometer import Thermometer
 from .tree_ops import logic_tree_conv, logic_tree_conv_plain
 
 __all__ = [
-    "LogicDense", "LogicTreeConv2d", "OrPool2d", "GroupSum", "Thermometer", "LogicBlock",
+    "LogicDense", "LogicTreeConv2d", "LogicTreeConvPool2d", "OrPool2d", "GroupSum", "Thermometer", "LogicBlock",
     "StraightThroughThermometer",
     "logic_tree_conv", "logic_tree_conv_plain",
     "logic_dense", "logic_dense_plain", "logic_dense_mixture",

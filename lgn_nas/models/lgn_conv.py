@@ -25,7 +25,7 @@ from torch import nn
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from ..layers import GroupSum, LogicDense, LogicTreeConv2d, OrPool2d, Thermometer
+from ..layers import GroupSum, LogicDense, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
 from ._heads import GLOBAL_POOLS, PoolHead
 
 __all__ = ["LogicTreeNet", "LogicHead"]
@@ -147,7 +147,7 @@ class LogicTreeNet(nn.Module):
                 raise ValueError(f"stage {i}: the OR pool needs a map of at least 2x2, got {height}x{width}; "
                                  f"img_size={list(self.img_size)} is too small for {stages} stages")
             height, width = pool.output_size(height, width)
-            blocks.append(nn.Sequential(conv, pool))
+            blocks.append(LogicTreeConvPool2d(conv, pool))  # fused tree + OR pool where a backend has it
             self.feature_info.append(dict(num_chs=out_c, reduction=self.img_size[0] // height, module=f"stages.{i}"))
             in_c = out_c
         self.stages = nn.Sequential(*blocks)

@@ -43,7 +43,10 @@ def postgres_url(tmp_path_factory):
     bindir = _pg_bin()
     if bindir is None:
         pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: install the Debian package 'postgresql'")
-    pytest.importorskip("psycopg2", reason="psycopg2-binary is needed for PostgreSQL storages")
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is None:
+        pytest.skip("a PostgreSQL driver is needed: pip install 'psycopg[binary]' (a dependency of lgn-nas)")
     # Not under pytest's tmp dir: that is private to root, and the server runs as 'postgres'.
     base = Path(tempfile.mkdtemp(prefix="lgn-nas-pg-"))
     data, sock, log = base / "data", base / "sock", base / "server.log"

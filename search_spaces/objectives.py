@@ -109,61 +109,6 @@ class TrialResult(dict):
     netlist: Any = None
 
 
-def _train_hybrid(config: Any, data: Any, on_epoch: Callable[[int, float, Dict[str, Any]], None]) -> TrialResult:
-    """A hybrid model (float backbone + logic head) trained end to end; the netlist reads head_input(x).
-
-    (The training library scores per-epoch netlists on raw images, which a hybrid's head cannot read.)
-    """
-    import torch
-    import torch.nn.functional as F
-    from timm.optim import create_optimizer_v2
-
-    from lgn_nas.data import TensorLoader
-    from lgn_nas.discretize import discretize
-    from lgn_nas.train import build_model as build_train_model
-    from lgn_nas.train import evaluate
-
-    torch.manual_seed(config.seed)
-    x_train, y_train = data.train
-    if config.limit_train:
-        x_train, y_train = x_train[:config.limit_train], y_train[:config.limit_train]
-    x_test, y_test = data.test
-    if config.limit_test:
-        x_test, y_test = x_test[:config.limit_test], y_test[:config.limit_test]
-    x_val, y_val = data.val if data.val[0].shape[0] else (x_test, y_test)
-    model = build_train_model(config, num_classes=data.num_classes, input_shape=data.input_shape)
-    optimizer = create_optimizer_v2(model, opt=config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
-    loader = TensorLoader(x_train, y_train, batch_size=config.batch_size, shuffle=True, seed=config.seed)
-    start = time.perf_counter()
-    history: List[Dict[str, Any]] = []
-    for epoch in range(config.epochs):
-        loader.set_epoch(epoch)
-        model.train()
-        for xb, yb in loader:
-            loss = F.cross_entropy(model(xb), yb)
-            if not torch.isfinite(loss):
-                from lgn_nas.train import TrainingDiverged
-
-                raise TrainingDiverged(f"non-finite loss in epoch {epoch + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        acc = evaluate(model, x_val, y_val, relaxed=False, batch_size=config.eval_batch_size)["acc"]
-        metrics = {"epoch": epoch + 1, "val_acc_discrete": acc}
-        history.append(metrics)
-        on_epoch(epoch + 1, acc, metrics)
-    model.eval()
-    netlist = discretize(model)
-    simplified, _ = netlist.simplify()
-    test_acc = evaluate(model, x_test, y_test, relaxed=False, batch_size=config.eval_batch_size)["acc"]
-    result = TrialResult(val_acc_discrete=history[-1]["val_acc_discrete"], test_acc_discrete=test_acc,
-                         gates=int(simplified.num_gates), gates_raw=int(netlist.num_gates),
-                         logic_depth=int(simplified.logic_depth), train_seconds=time.perf_counter() - start,
-                         epochs=len(history))
-    result.model, result.netlist = model, simplified
-    return result
-
-
 def train_genome(genome: Dict[str, Any], config: Any, data: Any,
                  on_epoch: Callable[[int, float, Dict[str, Any]], None] = lambda *a: None) -> TrialResult:
     """Train ``genome`` with ``config`` (a TrainConfig template: model/model_kwargs are replaced).
@@ -175,8 +120,6 @@ def train_genome(genome: Dict[str, Any], config: Any, data: Any,
     from lgn_nas.train import fit
 
     config = config.replace(model=genome["model"], model_kwargs=genome_model_kwargs(genome))
-    if genome["model"].startswith("lgn_hybrid"):
-        return _train_hybrid(config, data, on_epoch)
     split = "val" if data.val[0].shape[0] else "test"
 
     def callback(event: Any) -> None:

@@ -99,26 +99,32 @@ def build_dense_cuda(dtype: str = "float32", arch: str = "sm_90"):
         raise RuntimeError(f"CUDA build of the dense kernels failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _module(dtype: torch.dtype):
-    """The kernels for ``dtype``, or ``None`` after warning once that TVM is unusable."""
+def _cached_kernels(key: str, build_fn, label: str):
+    """The module under ``key`` (built once by ``build_fn``), or ``None`` after warning once that TVM is
+    unusable. One failure, dense or conv, sends every op to the torch path, with one warning in all."""
     global _FAILED, _WARNED
-    name = str(dtype).replace("torch.", "")
-    mod = _MODULES.get(name)
+    mod = _MODULES.get(key)
     if mod is not None:
         return mod
     with _LOCK:
-        mod = _MODULES.get(name)
+        mod = _MODULES.get(key)
         if mod is None and _FAILED is None:
             try:
-                mod = build_dense_kernels(name)
-                _MODULES[name] = mod
+                mod = build_fn()
+                _MODULES[key] = mod
             except Exception as exc:  # ImportError (no tvm) or any build error
                 _FAILED = f"{type(exc).__name__}: {exc}"
         if mod is None and not _WARNED:
             _WARNED = True
-            warnings.warn(f"TVM dense kernels unavailable ({_FAILED}); using the torch path instead",
-                          TvmFallbackWarning, stacklevel=4)
+            warnings.warn(f"TVM {label} kernels unavailable ({_FAILED}); using the torch path instead",
+                          TvmFallbackWarning, stacklevel=5)
     return mod
+
+
+def _module(dtype: torch.dtype):
+    """The dense kernels for ``dtype``, or ``None`` after warning once that TVM is unusable."""
+    name = str(dtype).replace("torch.", "")
+    return _cached_kernels(name, lambda: build_dense_kernels(name), "dense")
 
 
 def _dl(t: torch.Tensor):
@@ -268,25 +274,9 @@ def build_conv_kernels(dtype: str = "float32", depth: int = 3, stride: int = 1, 
 def _conv_module(dtype: torch.dtype, depth: int, stride: int):
     """The tree-conv kernels, or ``None`` after warning once that TVM is unusable (shared state
     with the dense op: one failure sends both to the torch path, with one warning in all)."""
-    global _FAILED, _WARNED
     name = str(dtype).replace("torch.", "")
-    key = f"conv:{name}:{depth}:{stride}"
-    mod = _MODULES.get(key)
-    if mod is not None:
-        return mod
-    with _LOCK:
-        mod = _MODULES.get(key)
-        if mod is None and _FAILED is None:
-            try:
-                mod = build_conv_kernels(name, depth, stride)
-                _MODULES[key] = mod
-            except Exception as exc:  # ImportError (no tvm) or any build error
-                _FAILED = f"{type(exc).__name__}: {exc}"
-        if mod is None and not _WARNED:
-            _WARNED = True
-            warnings.warn(f"TVM tree-conv kernels unavailable ({_FAILED}); using the torch path instead",
-                          TvmFallbackWarning, stacklevel=4)
-    return mod
+    return _cached_kernels(f"conv:{name}:{depth}:{stride}", lambda: build_conv_kernels(name, depth, stride),
+                           "tree-conv")
 
 
 def _leaf_offsets(leaf_index: torch.Tensor, kernel_size: int, padded_hw) -> torch.Tensor:

@@ -15,6 +15,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
+
 __all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
 
 PathLike = Union[str, os.PathLike]
@@ -111,7 +113,4 @@ def write_idx(path: PathLike, array: np.ndarray, *, compress: Optional[bool] = N
         compress = path.suffix == ".gz"
     if compress:
         blob = gzip.compress(blob)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, blob)

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
+from ..atomic import atomic_write_bytes
 from .ir import Encoding, Netlist, NetlistLayer
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "METADATA_KEY", "save_netlist", "load_netlist"]
@@ -76,19 +76,7 @@ def save_netlist(netlist: Netlist, path: PathLike) -> None:
         tensors[f"layer.{i}.in_b"] = np.ascontiguousarray(layer.in_b, dtype=np.int64)
     payload = save(tensors, metadata={METADATA_KEY: json.dumps(_header(netlist))})
 
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, payload)
 
 
 def _require(header: dict, key: str, kinds: tuple, path: Path) -> Any:

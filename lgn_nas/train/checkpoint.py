@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_write
+from ..atomic import atomic_write_bytes as _atomic_bytes
+from ..atomic import atomic_write_json as _atomic_json
+from ..atomic import atomic_write_text as _atomic_text
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "save_checkpoint", "load_checkpoint",
            "CHECKPOINT_NAME", "CHECKPOINT_FORMAT"]
@@ -26,41 +30,20 @@ CHECKPOINT_FORMAT = "lgn_nas.train.checkpoint/1"
 
 
 def _atomic_write(path: PathLike, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write(path, write, make_parents=True)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary sibling, fsync, then rename over ``path``."""
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-    return _atomic_write(path, write)
+    """Write ``data`` atomically, creating the directory if needed."""
+    return _atomic_bytes(path, data, make_parents=True)
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return _atomic_text(path, text, make_parents=True)
 
 
 def atomic_write_json(path: PathLike, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return _atomic_json(path, data, make_parents=True)
 
 
 def _plain(value: Any) -> Any:

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .genome import GenomeError, build_model, genome_model_kwargs, raw_gate_count, validate_genome
+from .genome import genome_model_kwargs, raw_gate_count, validate_genome
 
 __all__ = ["OBJECTIVES", "parse_objectives", "Objective", "TrialResult", "measure_latency", "netlist_inputs",
            "train_genome", "tvm_available"]
@@ -116,7 +116,6 @@ def train_genome(genome: Dict[str, Any], config: Any, data: Any,
     ``on_epoch(epoch, discrete_val_acc, metrics)`` runs after every epoch and may raise (e.g.
     ``optuna.TrialPruned``). Returns a :class:`TrialResult`.
     """
-    from lgn_nas.netlist import Netlist  # noqa: F401  (import check)
     from lgn_nas.train import fit
 
     config = config.replace(model=genome["model"], model_kwargs=genome_model_kwargs(genome))

@@ -99,7 +99,6 @@ def kernel_source(shape: KernelShape) -> str:
     xdtype = "uint8" if is_u8 else "float32"
     counts_out = shape.output == "counts"
     odtype = "int32" if counts_out else "float32"
-    vt = f"T.uint64x{VH}" if VH > 1 else "T.uint64"
 
     def ramp(start: str) -> str:
         return f"T.Ramp({start}, 1, {VH})" if VH > 1 else f"{start}"

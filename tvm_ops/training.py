@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 import warnings
 from typing import Any, Dict, Optional
@@ -127,6 +126,18 @@ def _module(dtype: torch.dtype):
     return _cached_kernels(name, lambda: build_dense_kernels(name), "dense")
 
 
+def _check_cpu_float(op: str, x: torch.Tensor, coefficients: torch.Tensor, tensors) -> None:
+    """Refuse non-CPU tensors, an input dtype without a kernel, and non-float coefficients."""
+    for name, t in tensors:
+        if t.device.type != "cpu":
+            raise ValueError(f"{name} is on {t.device}; the TVM {op} op runs on CPU tensors only "
+                             "(use backend='torch' or 'auto' for other devices)")
+    if x.dtype not in _KERNEL_DTYPES + _CAST_DTYPES:
+        raise TypeError(f"the TVM {op} op supports float32/float64 (float16/bfloat16 via float32), got {x.dtype}")
+    if not coefficients.dtype.is_floating_point:
+        raise TypeError(f"coefficients must be floating point, got {coefficients.dtype}")
+
+
 def _dl(t: torch.Tensor):
     import tvm
 
@@ -201,14 +212,7 @@ def logic_dense(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coeffic
     n = in_a.shape[0] if in_a.dim() == 1 else -1
     if coefficients.dim() != 2 or coefficients.shape[1] != 4 or coefficients.shape[0] != n:
         raise ValueError(f"coefficients must have shape ({n}, 4), got {tuple(coefficients.shape)}")
-    for name, t in (("x", x), ("coefficients", coefficients)):
-        if t.device.type != "cpu":
-            raise ValueError(f"{name} is on {t.device}; the TVM dense op runs on CPU tensors only "
-                             "(use backend='torch' or 'auto' for other devices)")
-    if x.dtype not in _KERNEL_DTYPES + _CAST_DTYPES:
-        raise TypeError(f"the TVM dense op supports float32/float64 (float16/bfloat16 via float32), got {x.dtype}")
-    if not coefficients.dtype.is_floating_point:
-        raise TypeError(f"coefficients must be floating point, got {coefficients.dtype}")
+    _check_cpu_float("dense", x, coefficients, (("x", x), ("coefficients", coefficients)))
     in_features = x.shape[1]
     if in_features >= 2 ** 31 or n >= 2 ** 31:
         raise ValueError("the TVM dense op indexes with int32: layers must have < 2**31 inputs and neurons")
@@ -373,14 +377,7 @@ def _conv_args(x, leaf_index, coefficients, kernel_size, stride, padding, op: st
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     if x.dim() != 4:
         raise ValueError(f"{op} input must be 4-D (batch, channels, height, width), got shape {tuple(x.shape)}")
-    for name, t in (("x", x), ("leaf_index", leaf_index), ("coefficients", coefficients)):
-        if t.device.type != "cpu":
-            raise ValueError(f"{name} is on {t.device}; the TVM {op} op runs on CPU tensors only "
-                             "(use backend='torch' or 'auto' for other devices)")
-    if x.dtype not in _KERNEL_DTYPES + _CAST_DTYPES:
-        raise TypeError(f"the TVM {op} op supports float32/float64 (float16/bfloat16 via float32), got {x.dtype}")
-    if not coefficients.dtype.is_floating_point:
-        raise TypeError(f"coefficients must be floating point, got {coefficients.dtype}")
+    _check_cpu_float(op, x, coefficients, (("x", x), ("leaf_index", leaf_index), ("coefficients", coefficients)))
     if leaf_index.dtype.is_floating_point or leaf_index.dtype.is_complex or leaf_index.dtype == torch.bool:
         raise TypeError(f"leaf_index must be an integer tensor, got {leaf_index.dtype}")
     if leaf_index.dim() != 2:

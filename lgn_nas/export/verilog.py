@@ -185,11 +185,11 @@ def write_testbench(netlist: Any, path: Any, vectors: Any, *, module_name: str =
     lines.append("        errors = 0;")
     if every:
         lines += [
-            f"        x = vec[0];",
+            "        x = vec[0];",
             f"        for (i = 0; i < {n + max(latency - 1, 0)}; i = i + 1) begin",
-            f"            @(negedge clk);",
+            "            @(negedge clk);",
             f"            if (i < {n}) x = vec[i];",
-            f"            @(posedge clk); #1;",
+            "            @(posedge clk); #1;",
             f"            j = i - {max(latency - 1, 0)};",
             f"            if (j >= 0 && j < {n}) begin",
         ]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import torch
 

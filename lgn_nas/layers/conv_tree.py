@@ -14,7 +14,7 @@ from ..gates import gate_basis
 from .backends import check_backend, resolve_backend, tree_conv_op, tree_conv_or_pool_op
 from .parametrizations import check_parametrization, gate_coefficients, gate_ids, init_weight
 from .relaxations import check_relaxation
-from .tree_ops import logic_tree_conv, logic_tree_conv_plain, tree_output_size
+from .tree_ops import logic_tree_conv_plain, tree_output_size
 
 __all__ = ["LogicTreeConv2d", "OrPool2d", "LogicTreeConvPool2d", "logic_tree_conv_forward",
            "logic_tree_conv_pool_forward", "MAX_TREE_DEPTH"]

@@ -56,7 +56,6 @@ def init_distributed(device: torch.device) -> DistributedContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistributedContext()
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if dist.is_initialized():
         return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, False)

@@ -12,10 +12,14 @@ logic layer is timm's classifier.
 
 Gate counts: ``LogicTreeNet.gate_count()`` counts the physical gates of the discrete circuit (every
 tree at every position, the OR trees of the pools, the dense gates), which is exactly
-``discretize(model).num_gates`` less the one constant gate that zero padding reads.
+``discretize(model).num_gates`` less the one constant gate that zero padding reads, and beside it the
+paper's convention (``paper_*`` keys), which leaves out the gates that stay pass-through wires after
+training; see ``gate_count`` for the evidence. ``shape_gate_count`` gives the physical count from the
+constructor arguments alone, without building the model.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -28,7 +32,11 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from ..layers import GroupSum, LogicDense, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
 from ._heads import GLOBAL_POOLS, PoolHead
 
-__all__ = ["LogicTreeNet", "LogicHead"]
+__all__ = ["LogicTreeNet", "LogicHead", "PASS_THROUGH_GATES", "shape_gate_count", "VARIANT_ARGS"]
+
+# Gate ids (REFERENCE.md section 1) whose output is one of the inputs unchanged: 3 = 'A', 5 = 'B'. In
+# hardware they are wires; the residual initialisation starts every gate at 'A'.
+PASS_THROUGH_GATES = (3, 5)
 
 
 def _per_stage(name: str, value: Union[int, Sequence[int]], stages: int) -> List[int]:
@@ -36,6 +44,37 @@ def _per_stage(name: str, value: Union[int, Sequence[int]], stages: int) -> List
     if len(values) != stages or any(not isinstance(v, int) or isinstance(v, bool) for v in values):
         raise ValueError(f"{name} must be an int or a list of {stages} ints, got {value!r}")
     return values
+
+
+def _non_pass_through(gate_ids: torch.Tensor) -> int:
+    """How many of these discrete gates are not pass-through wires ('A' or 'B')."""
+    return int((~torch.isin(gate_ids, torch.tensor(PASS_THROUGH_GATES, device=gate_ids.device))).sum())
+
+
+def shape_gate_count(*, channels: Sequence[int], kernel_size: Union[int, Sequence[int]] = 3,
+                     padding: Union[int, Sequence[int]] = 1, tree_depth: Union[int, Sequence[int]] = 3,
+                     head_widths: Sequence[int] = (), img_size: Union[int, Sequence[int]] = 32,
+                     **_other: Any) -> Dict[str, int]:
+    """The physical gate count of ``LogicTreeNet(**kwargs)`` from its arguments, without building it.
+
+    Same parts as ``LogicTreeNet.gate_count()`` (``trees``, ``or_pools``, ``dense``, ``total``; 2x2 OR
+    pools, stride-1 trees); other constructor arguments are accepted and ignored. The paper-convention
+    count needs the trained gates, so it is not here.
+    """
+    channels = list(channels)
+    stages = len(channels)
+    kernels = _per_stage("kernel_size", kernel_size, stages)
+    paddings = _per_stage("padding", padding, stages)
+    depths = _per_stage("tree_depth", tree_depth, stages)
+    height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    trees = pools = 0
+    for out_c, k, p, d in zip(channels, kernels, paddings, depths):
+        height, width = height + 2 * p - k + 1, width + 2 * p - k + 1
+        trees += out_c * (2 ** d - 1) * height * width
+        height, width = height // 2, width // 2
+        pools += out_c * 3 * height * width
+    dense = sum(head_widths)
+    return {"trees": trees, "or_pools": pools, "dense": dense, "total": trees + pools + dense}
 
 
 class LogicHead(nn.Module):
@@ -205,17 +244,44 @@ class LogicTreeNet(nn.Module):
 
     @torch.jit.ignore
     def gate_count(self) -> Dict[str, int]:
-        """Physical gates of the discrete circuit by part (trees at every position, OR pools, dense)."""
+        """Gates of the discrete circuit, two ways.
+
+        Physical count (``trees``, ``or_pools``, ``dense``, ``total``): every gate the netlist holds, i.e.
+        each tree's ``2^depth - 1`` gates at every output position, ``kernel^2 - 1`` OR gates per pooled
+        output, and one gate per dense neuron. It depends on the shape only and equals
+        ``discretize(self).num_gates`` less the constant that zero padding reads.
+
+        Paper convention (``paper_trees``, ``or_pools``, ``paper_dense``, ``paper_total``): the same, less
+        the gates whose trained choice is a pass-through (``PASS_THROUGH_GATES``: 'A' or 'B'), which are
+        wires in hardware. Petersen et al., "Convolutional Differentiable Logic Gate Networks" (NeurIPS
+        2024, arXiv 2411.04732) report gate counts (CIFAR-10 S 0.40M, M 3.08M; MNIST S 147K, M 566K)
+        that are less than half of, or well under, the physical count of the architecture of their
+        Fig. 6 and appendix (CIFAR-10 S: 960,512); asked about this (github.com/Felix-Petersen/difflogic
+        issue #42), the author replied that gates left as residual pass-throughs are not counted. So the
+        published figure depends on the trained gates and cannot be computed from the shape; the
+        physical count is its upper bound. Whether the paper counts the OR pool gates is not stated;
+        they are counted here. Dead logic behind a pass-through is not removed (``Netlist.simplify``
+        does that). For an untrained residual-initialised model every tree and dense gate is 'A', so
+        ``paper_total == or_pools``.
+        """
         height, width = self.img_size
-        trees = pools = 0
+        trees = pools = paper_trees = 0
         for stage in self.stages:
             conv, pool = stage[0], stage[1]
             height, width = conv.output_size(height, width)
-            trees += conv.out_channels * (conv.num_leaves - 1) * height * width
+            positions = height * width
+            trees += conv.out_channels * (conv.num_leaves - 1) * positions
+            paper_trees += _non_pass_through(conv.gate_ids()) * positions
             height, width = pool.output_size(height, width)
             pools += conv.out_channels * (pool.kernel_size ** 2 - 1) * height * width
-        dense = sum(self.head_widths) if isinstance(self.head, LogicHead) else 0
-        return {"trees": trees, "or_pools": pools, "dense": dense, "total": trees + pools + dense}
+        dense = paper_dense = 0
+        if isinstance(self.head, LogicHead):
+            layers = list(self.head.hidden) + [self.head.classifier]
+            dense = sum(layer.out_features for layer in layers)
+            paper_dense = sum(_non_pass_through(layer.gate_ids()) for layer in layers)
+        return {"trees": trees, "or_pools": pools, "dense": dense, "total": trees + pools + dense,
+                "paper_trees": paper_trees, "paper_dense": paper_dense,
+                "paper_total": paper_trees + pools + paper_dense}
 
     @torch.jit.ignore
     def to_netlist(self):
@@ -291,52 +357,66 @@ def _mnist_args(k: int, *, group_tau: float) -> Dict[str, Any]:
                 img_size=28)
 
 
+# The registered shapes (constructor arguments), so counts and checks can read them without building.
+VARIANT_ARGS: Dict[str, Dict[str, Any]] = {
+    "lgn_conv_s": _cifar_args(32, input_bits=2, group_tau=20.0),
+    "lgn_conv_m": _cifar_args(256, input_bits=3, group_tau=40.0),
+    "lgn_conv_b": _cifar_args(512, input_bits=31, group_tau=280.0),
+    "lgn_conv_l": _cifar_args(1024, input_bits=31, group_tau=340.0, head_scale=2),
+    "lgn_conv_g": _cifar_args(2048, input_bits=31, group_tau=450.0, head_scale=2),
+    "lgn_conv_mnist_s": _mnist_args(16, group_tau=6.5),
+    "lgn_conv_mnist_m": _mnist_args(64, group_tau=28.0),
+    "lgn_conv_mnist_l": _mnist_args(256, group_tau=35.0),
+}
+
+
+def _variant(name: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    return dict(copy.deepcopy(VARIANT_ARGS[name]), **kwargs)
+
+
 @register_model
 def lgn_conv_s(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-S for CIFAR-10: k=32, 2 input bits, tau 20."""
-    return _create_lgn_conv("lgn_conv_s", pretrained, **dict(_cifar_args(32, input_bits=2, group_tau=20.0), **kwargs))
+    return _create_lgn_conv("lgn_conv_s", pretrained, **_variant("lgn_conv_s", kwargs))
 
 
 @register_model
 def lgn_conv_m(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-M for CIFAR-10: k=256, tau 40."""
-    return _create_lgn_conv("lgn_conv_m", pretrained, **dict(_cifar_args(256, input_bits=3, group_tau=40.0), **kwargs))
+    return _create_lgn_conv("lgn_conv_m", pretrained, **_variant("lgn_conv_m", kwargs))
 
 
 @register_model
 def lgn_conv_b(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-B for CIFAR-10: k=512, 31 thresholds per channel."""
-    return _create_lgn_conv("lgn_conv_b", pretrained,
-                            **dict(_cifar_args(512, input_bits=31, group_tau=280.0), **kwargs))
+    return _create_lgn_conv("lgn_conv_b", pretrained, **_variant("lgn_conv_b", kwargs))
 
 
 @register_model
 def lgn_conv_l(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-L for CIFAR-10: k=1024, doubled dense head."""
-    return _create_lgn_conv("lgn_conv_l", pretrained,
-                            **dict(_cifar_args(1024, input_bits=31, group_tau=340.0, head_scale=2), **kwargs))
+    return _create_lgn_conv("lgn_conv_l", pretrained, **_variant("lgn_conv_l", kwargs))
 
 
 @register_model
 def lgn_conv_g(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-G for CIFAR-10: k=2048, doubled dense head."""
-    return _create_lgn_conv("lgn_conv_g", pretrained,
-                            **dict(_cifar_args(2048, input_bits=31, group_tau=450.0, head_scale=2), **kwargs))
+    return _create_lgn_conv("lgn_conv_g", pretrained, **_variant("lgn_conv_g", kwargs))
 
 
 @register_model
 def lgn_conv_mnist_s(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-S for MNIST: k=16, blocks 5x5 (no padding), 3x3, 3x3."""
-    return _create_lgn_conv("lgn_conv_mnist_s", pretrained, **dict(_mnist_args(16, group_tau=6.5), **kwargs))
+    return _create_lgn_conv("lgn_conv_mnist_s", pretrained, **_variant("lgn_conv_mnist_s", kwargs))
 
 
 @register_model
 def lgn_conv_mnist_m(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-M for MNIST: k=64."""
-    return _create_lgn_conv("lgn_conv_mnist_m", pretrained, **dict(_mnist_args(64, group_tau=28.0), **kwargs))
+    return _create_lgn_conv("lgn_conv_mnist_m", pretrained, **_variant("lgn_conv_mnist_m", kwargs))
 
 
 @register_model
 def lgn_conv_mnist_l(pretrained: bool = False, **kwargs) -> LogicTreeNet:
-    """LogicTreeNet-L for MNIST: k=256 (not in the paper's table; the next step up from M)."""
-    return _create_lgn_conv("lgn_conv_mnist_l", pretrained, **dict(_mnist_args(256, group_tau=35.0), **kwargs))
+    """LogicTreeNet-L for MNIST: k=256, the next step up from M (the paper's MNIST L, 1.27M gates, does not state its k)."""
+    return _create_lgn_conv("lgn_conv_mnist_l", pretrained, **_variant("lgn_conv_mnist_l", kwargs))

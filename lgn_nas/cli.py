@@ -152,15 +152,23 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"classes: {netlist.num_classes} x {netlist.group_size} outputs, GroupSum tau {netlist.tau:g}")
     if hasattr(model, "gate_count"):
         parts = model.gate_count()
-        print("gate count formula: " + ", ".join(f"{k} {v}" for k, v in parts.items())
+        physical = ("trees", "or_pools", "dense", "total")
+        print("gate count formula: " + ", ".join(f"{k} {parts[k]}" for k in physical)
               + " (every tree at every position; the netlist adds one constant gate for zero padding)")
+        print(f"gate count, paper convention: trees {parts['paper_trees']}, or_pools {parts['or_pools']}, "
+              f"dense {parts['paper_dense']}, total {parts['paper_total']} (pass-through A/B gates are wires "
+              "and not counted, as Petersen et al. 2024 count; it depends on the trained gates: an "
+              "untrained residual-initialised model has only its OR pools)")
     published = PUBLISHED_GATES.get(args.model)
     if published and not kwargs:
-        print(f"published gate count for this shape: {published[0]} ({published[1]})")
+        print(f"published gate count for this shape: {published[0]} ({published[1]}; counted on the paper's "
+              "trained model without pass-through gates, so at most the physical count above)")
     return 0
 
 
-# Published gate counts of the default shapes, for comparison (REFERENCE.md section 3).
+# Published gate counts of the default shapes, for comparison (REFERENCE.md section 3). For the conv
+# models these count the trained network's gates less its pass-through (residual) ones (see
+# LogicTreeNet.gate_count), so only "published <= physical" can be checked from the shape.
 PUBLISHED_GATES = {
     "lgn_dense_s": ("48K", "Petersen et al. 2022, MNIST small"),
     "lgn_dense_m": ("384K", "Petersen et al. 2022, MNIST large"),

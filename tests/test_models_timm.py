@@ -6,6 +6,7 @@ largest (66M-gate lgn_conv_g) included: about 3 minutes on 2 cores.
 """
 import json
 
+import numpy as np
 import pytest
 import torch
 import timm
@@ -161,3 +162,35 @@ def test_constructor_arguments_are_json_and_round_trip_through_save_for_hf(tmp_p
     assert torch.equal(loaded(x), model(x))
     assert torch.equal(loaded.blocks[0].in_a, model.blocks[0].in_a)
     assert loaded.blocks[0].relaxation == "gumbel_st" and loaded.blocks[0].temperature == 0.5
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_input_crop_wires_the_first_layer_to_the_centre_only(depth):
+    from lgn_nas.discretize import discretize
+
+    model = timm.create_model("lgn_dense_s", depth=depth, width=200, input_bits=2, input_crop=[4, 6],
+                              img_size=[8, 10], seed=3).eval()
+    first = model.blocks[0] if depth > 1 else model.classifier
+    assert first.in_features == 2 * 8 * 10  # the model still takes the full image
+    for index in (first.in_a, first.in_b):
+        pixel = index % 80
+        rows, cols = pixel // 10, pixel % 10
+        assert bool(((rows >= 2) & (rows < 6) & (cols >= 2) & (cols < 8)).all())
+    assert len(set(torch.cat([first.in_a, first.in_b]).tolist())) == 2 * 4 * 6  # every crop bit is read
+    x = torch.rand(64, 1, 8, 10)
+    border = x.clone()
+    border[:, :, :2] = torch.rand(64, 1, 2, 10)
+    border[:, :, :, 8:] = torch.rand(64, 1, 8, 2)
+    assert torch.equal(model(x), model(border))  # the border is never read
+    netlist = discretize(model)
+    assert np.array_equal(netlist.evaluate(x.numpy()), model(x).numpy())
+    scripted = torch.jit.script(model)
+    assert torch.equal(scripted(x), model(x))
+
+
+def test_input_crop_errors_name_the_value():
+    with pytest.raises(ValueError, match=r"input_crop=\[30, 30\] must fit inside img_size=\[28, 28\]"):
+        timm.create_model("lgn_dense_s", depth=2, width=100, input_crop=30)
+    with pytest.raises(ValueError, match="in_subset must hold at least 2 input indices"):
+        from lgn_nas.layers import LogicDense
+        LogicDense(10, 4, in_subset=[3, 12])

@@ -1,7 +1,7 @@
 """LogicDense: a layer of learnable two-input logic gates with fixed random wiring."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -33,12 +33,24 @@ def logic_dense_forward(
 torch.fx.wrap("logic_dense_forward")
 
 
+def _check_subset(subset: Union[Sequence[int], torch.Tensor], in_features: int) -> torch.Tensor:
+    subset = torch.as_tensor(subset, dtype=torch.int64).reshape(-1)
+    if subset.numel() < 2 or int(subset.min()) < 0 or int(subset.max()) >= in_features:
+        raise ValueError(f"in_subset must hold at least 2 input indices in 0..{in_features - 1}, got "
+                         f"{subset.numel()} indices in {int(subset.min()) if subset.numel() else None}.."
+                         f"{int(subset.max()) if subset.numel() else None}")
+    if torch.unique(subset).numel() != subset.numel():
+        raise ValueError("in_subset must not repeat an input index")
+    return subset
+
+
 class LogicDense(nn.Module):
     """``out_features`` gates, each reading two of the ``in_features`` inputs.
 
     The wiring lives in the persistent buffers ``in_a``/``in_b`` (so ``state_dict`` carries it); the
     learned gate parameters in ``weight`` of shape ``(out_features, num_params)``. In eval mode each
-    neuron computes exactly its argmax gate on 0/1 inputs.
+    neuron computes exactly its argmax gate on 0/1 inputs. ``in_subset`` restricts the wiring to those
+    input indices (for example the pixels of a centre crop); the other inputs are never read.
     """
 
     def __init__(
@@ -53,6 +65,7 @@ class LogicDense(nn.Module):
             temperature: float = 1.0,
             backend: str = "auto",
             generator: Optional[torch.Generator] = None,
+            in_subset: Optional[Union[Sequence[int], torch.Tensor]] = None,
     ) -> None:
         super().__init__()
         self.in_features = int(in_features)
@@ -65,7 +78,12 @@ class LogicDense(nn.Module):
         self.temperature = float(temperature)
         self.backend = check_backend(backend)
         self._resolved_backend = resolve_backend(backend)
-        in_a, in_b = make_connections(connectivity, in_features, out_features, generator=generator)
+        if in_subset is None:
+            in_a, in_b = make_connections(connectivity, in_features, out_features, generator=generator)
+        else:
+            subset = _check_subset(in_subset, self.in_features)
+            in_a, in_b = make_connections(connectivity, int(subset.numel()), out_features, generator=generator)
+            in_a, in_b = subset[in_a], subset[in_b]
         self.register_buffer("in_a", in_a)
         self.register_buffer("in_b", in_b)
         self.register_buffer("basis", gate_basis(), persistent=False)

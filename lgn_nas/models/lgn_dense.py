@@ -50,6 +50,9 @@ class LogicDenseNet(nn.Module):
     ``config.json`` hold the same dict. ``init`` defaults to ``gaussian``: on MNIST one epoch of
     ``lgn_dense_s`` reached 89.3% discrete accuracy with it against 68.9% with the residual init, whose
     argmax gates mostly stay pass-throughs (measured here; the residual init matters for deep conv nets).
+    ``input_crop`` (an int or (height, width)) wires the first logic layer to the central crop of the
+    image only, as the 2022 paper's MNIST runs (20x20): the border pixels, blank on MNIST, are never
+    read. The model and its netlist still take the full image.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class LogicDenseNet(nn.Module):
             drop_rate: float = 0.0,
             backend: str = "auto",
             seed: Optional[int] = None,
+            input_crop: Optional[Union[int, Sequence[int]]] = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -89,14 +93,29 @@ class LogicDenseNet(nn.Module):
         self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds)
         features = self.encoder.out_channels * self.img_size[0] * self.img_size[1]
         self.input_features = features
+        self.input_crop = None if input_crop is None else list(_as_pair(input_crop))
+        subset = self._crop_subset()
         blocks = []
         for w in self.widths[:-1]:
-            blocks.append(LogicDense(features, w, generator=generator, **self._layer_args))
-            features = w
+            blocks.append(LogicDense(features, w, generator=generator, in_subset=subset, **self._layer_args))
+            features, subset = w, None
         self.blocks = nn.Sequential(*blocks)
         self.num_features = self.head_hidden_size = features
         self.head_width = self.widths[-1]
+        self._head_subset = subset  # the classifier is the first layer when depth == 1
         self.classifier, self.group_sum = self._make_head(num_classes, generator)
+
+    def _crop_subset(self) -> Optional[torch.Tensor]:
+        """Encoded-feature indices of the pixels inside the centre crop (None: every feature)."""
+        if self.input_crop is None:
+            return None
+        (height, width), (ch, cw) = self.img_size, self.input_crop
+        if not (1 <= ch <= height and 1 <= cw <= width):
+            raise ValueError(f"input_crop={self.input_crop} must fit inside img_size={list(self.img_size)}")
+        top, left = (height - ch) // 2, (width - cw) // 2
+        mask = torch.zeros(self.encoder.out_channels, height, width, dtype=torch.bool)
+        mask[:, top:top + ch, left:left + cw] = True
+        return mask.flatten().nonzero().flatten()
 
     def _make_head(self, num_classes: int, generator: Optional[torch.Generator] = None) -> tuple[nn.Module, nn.Module]:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
@@ -107,7 +126,8 @@ class LogicDenseNet(nn.Module):
             raise ValueError(
                 f"num_classes={num_classes} does not divide the head width {self.head_width}: "
                 f"choose a last-layer width that is a multiple of num_classes")
-        classifier = LogicDense(self.num_features, self.head_width, generator=generator, **self._layer_args)
+        classifier = LogicDense(self.num_features, self.head_width, generator=generator,
+                                in_subset=getattr(self, "_head_subset", None), **self._layer_args)
         return classifier, GroupSum(num_classes, self.group_tau)
 
     @torch.jit.ignore

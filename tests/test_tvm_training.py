@@ -70,6 +70,22 @@ def test_float32_matches_float64_reference_small(shape):
     _assert_matches(_run(training.logic_dense, *case), _reference(*case))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(8, 8, 8), (16, 9, 17), (17, 8, 16), (25, 40, 8), (33, 7, 9)])
+def test_tile_edges_float64(shape, threads):
+    """The kernels work on tiles of 8 samples and blocks of 8 features / neurons: full and partial
+    tiles, remainders of every size, repeated wiring, and more tasks than tiles."""
+    x, in_a, in_b, c, grad = _case(*shape, torch.float64, seed=sum(shape) + threads)
+    in_a[:3] = in_b[:3] = 0
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = _run(training.logic_dense, x, in_a, in_b, c, grad)
+    finally:
+        torch.set_num_threads(old)
+    _assert_matches(got, _reference(x, in_a, in_b, c, grad), atol=1e-12, rtol=1e-12)
+
+
 def test_large_shape_matches_torch_path():
     case = _case(128, 2048, 4096, seed=1)
     got = _run(training.logic_dense, *case)

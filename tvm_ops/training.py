@@ -159,7 +159,7 @@ class _TvmLogicDense(torch.autograd.Function):
 
         out = torch.empty(x.shape[0], ia32.shape[0], dtype=x.dtype)
         if out.numel():
-            _threads(x.shape[0])
+            _threads(x.shape[0])  # the forward is parallel over tiles of 8 samples
             mod[train_dense.FWD](_dl(x), _dl(ia32), _dl(ib32), _dl(coefficients), _dl(out))
         ctx.save_for_backward(x, ia32, ib32, coefficients)
         ctx.mod = mod
@@ -172,17 +172,18 @@ class _TvmLogicDense(torch.autograd.Function):
         x, ia32, ib32, coefficients = ctx.saved_tensors
         g = grad_out.to(x.dtype).contiguous()
         batch, n = g.shape
-        p = _threads(batch)
+        p = max(1, min(_threads(batch), (batch + train_dense.TILE - 1) // train_dense.TILE))  # tasks own whole tiles
         grad_x = torch.empty_like(x)
-        part = torch.empty(p, 4, n, dtype=x.dtype)
+        grad_c = torch.empty(n, 4, dtype=x.dtype)  # (n, 4), like the coefficients
         if batch == 0:
             grad_x.zero_()
-            part.zero_()
+            grad_c.zero_()
         elif x.shape[1] or n:
+            part = torch.empty(p, 4, n, dtype=x.dtype)  # per-task partial sums (scratch)
             ctx.mod[train_dense.BWD](_dl(x), _dl(ia32), _dl(ib32), _dl(coefficients), _dl(g), _dl(grad_x),
-                                     _dl(part))
-        grad_coefficients = part.sum(0) if ctx.needs_input_grad[3] else None  # (4, n), like c
-        return (grad_x if ctx.needs_input_grad[0] else None), None, None, grad_coefficients, None
+                                     _dl(part), _dl(grad_c))
+        return ((grad_x if ctx.needs_input_grad[0] else None), None, None,
+                (grad_c if ctx.needs_input_grad[3] else None), None)
 
 
 def _check_index(idx: torch.Tensor, name: str, in_features: int, n: int) -> torch.Tensor:
@@ -224,7 +225,7 @@ def logic_dense(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coeffic
     if mod is None:
         return _torch_path(x, in_a, in_b, coefficients)
     xc = x.to(compute_dtype).contiguous()
-    cc = coefficients.to(compute_dtype).t().contiguous()  # (4, n): contiguous vectors per coefficient
+    cc = coefficients.to(compute_dtype).contiguous()  # (n, 4): one neuron's four coefficients together
     out = _TvmLogicDense.apply(xc, ia32, ib32, cc, mod)
     return out if out.dtype == x.dtype else out.to(x.dtype)
 
@@ -235,7 +236,7 @@ def consumer_index(in_a: torch.Tensor, in_b: torch.Tensor, in_features: int):
     Returns int32 ``(ptr, neuron, partner, role)``: input ``i`` feeds the entries
     ``ptr[i]:ptr[i+1]``, each naming the consuming ``neuron``, the ``partner`` input of that neuron
     and ``role`` 1 (``i`` is its ``a``) or 2 (its ``b``), so
-    ``grad_x[:, i] = sum_e g[:, neuron[e]] * (c[role[e]] + c[3] * x[:, partner[e]])`` over the
+    ``grad_x[:, i] = sum_e g[:, neuron[e]] * (c[neuron[e], role[e]] + c[neuron[e], 3] * x[:, partner[e]])`` over the
     entries: race-free, one writer per input (the CUDA kernel :data:`train_dense.CUDA_GX`).
     Compute it once per wiring.
     """

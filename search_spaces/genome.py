@@ -22,7 +22,7 @@ _COMMON_KEYS: Dict[str, tuple] = {
     "backend": (str,), "seed": (int, type(None)), "global_pool": (str,),
 }
 _FAMILY_KEYS: Dict[str, Dict[str, tuple]] = {
-    "LogicDenseNet": {"depth": (int,), "width": (int, list)},
+    "LogicDenseNet": {"depth": (int,), "width": (int, list), "input_crop": (int, list, type(None))},
     "LogicTreeNet": {
         "channels": (list,), "kernel_size": (int, list), "padding": (int, list), "tree_depth": (int, list),
         "channels_per_tree": (int,), "groups": (int, list), "head_widths": (list,),

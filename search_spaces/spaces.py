@@ -176,21 +176,30 @@ class DenseSpace(BaseSpace):
 
     Parameters: ``depth``; ``width_mode`` ("shared": one ``width`` for every layer, a multiple of
     ``num_classes``; "per_layer": hidden ``width_0`` .. ``width_{depth-2}`` and the last layer's
-    ``classifier_width``, a multiple of ``num_classes``); plus the
-    common ``input_bits``, ``thresholds``, ``connectivity``, ``relaxation``, ``gumbel_tau``,
-    ``parametrization``, ``init``, ``group_tau``.
+    ``classifier_width``, a multiple of ``num_classes``); ``crop_border`` (pixels on each side that
+    the first layer never reads: ``input_crop`` = image size - 2 x border; 4 is the 2022 paper's
+    20x20 MNIST crop); plus the common ``input_bits``, ``thresholds``, ``connectivity``,
+    ``relaxation``, ``gumbel_tau``, ``parametrization``, ``init``, ``group_tau``.
     """
 
     model = "lgn_dense_s"
 
     def __init__(self, *, depth: Tuple[int, int] = (2, 4), width: Tuple[int, int] = (500, 4000),
-                 width_mode: Sequence[str] = ("shared", "per_layer"), **common: Any) -> None:
+                 width_mode: Sequence[str] = ("shared", "per_layer"), crop_border: Sequence[int] = (0, 4),
+                 **common: Any) -> None:
         super().__init__(**common)
         _check_range("depth", *depth)
         _check_range("width", *width, minimum=self.num_classes)
         self.depth = tuple(depth)
         self.width = tuple(width)
         self.width_mode = _check_choices("width_mode", width_mode, ("shared", "per_layer"))
+        self.crop_border = _check_choices("crop_border", crop_border)
+        smallest = min(self.input_shape[1:])
+        bad = [b for b in self.crop_border if not isinstance(b, int) or isinstance(b, bool) or b < 0
+               or smallest - 2 * b < 1]
+        if bad:
+            raise ValueError(f"crop_border: {bad} leave no pixel of a {list(self.input_shape[1:])} image; "
+                             f"expected ints in 0..{(smallest - 1) // 2}")
 
     def __call__(self, trial: Any) -> Dict[str, Any]:
         depth = trial.suggest_int("depth", *self.depth)
@@ -200,7 +209,11 @@ class DenseSpace(BaseSpace):
         else:
             width = [trial.suggest_int(f"width_{i}", *self.width, log=True) for i in range(depth - 1)]
             width.append(self.head_width(trial, "classifier_width", *self.width))
-        return self.finish({"depth": depth, "width": width, **self.suggest_common(trial)})
+        genome: Dict[str, Any] = {"depth": depth, "width": width}
+        border = int(self._categorical(trial, "crop_border", self.crop_border))
+        if border:
+            genome["input_crop"] = [self.input_shape[1] - 2 * border, self.input_shape[2] - 2 * border]
+        return self.finish({**genome, **self.suggest_common(trial)})
 
 
 @register_space("conv")

@@ -39,6 +39,8 @@ def test_registry_and_bad_names():
         get_space("dense", widht=(1, 2))
     with pytest.raises(ValueError, match="relaxation: unknown choice"):
         get_space("dense", relaxation=("softmax", "magic"))
+    with pytest.raises(ValueError, match=r"crop_border: \[14\] leave no pixel of a \[28, 28\] image"):
+        get_space("dense", crop_border=(0, 14))
 
 
 @pytest.mark.parametrize("name", ["dense", "conv"])
@@ -57,6 +59,8 @@ def test_genomes_are_valid_and_raw_gates_exact(name):
             assert params["depth"] == genome["depth"]
             assert ("gumbel_tau" in params) == genome["relaxation"].startswith("gumbel")
             assert ("thresholds" in params) == (genome["input_bits"] > 1)
+            border = params.get("crop_border", 0)
+            assert genome.get("input_crop") == ([28 - 2 * border] * 2 if border else None)
         else:
             assert len(genome["channels"]) == params["stages"]
             assert all(f"tree_depth_{i}" in params for i in range(params["stages"]))

@@ -84,6 +84,17 @@ def test_temperature_schedule_applied_per_epoch_and_step(mnist):
     assert per_step == pytest.approx(expected)
 
 
+def test_distributive_thresholds_are_fitted_to_the_training_images(mnist):
+    x = mnist.train[0][:300].float() / 255.0
+    expected = torch.quantile(x.reshape(-1), torch.arange(1, 10) / 10.0)
+    assert float(expected[-1]) > 0.0  # MNIST is mostly blank: only the top deciles are above zero
+    config = tiny_config(model_kwargs=dict(TINY_KWARGS, input_bits=9, thresholds="distributive"), epochs=1)
+    fitted = fit(config, data=mnist, plot=False).model.encoder.thresholds[0]
+    assert torch.allclose(fitted, expected)
+    uniform = fit(config.replace(model_kwargs=dict(TINY_KWARGS, input_bits=9)), data=mnist, plot=False)
+    assert torch.allclose(uniform.model.encoder.thresholds[0], torch.arange(1, 10) / 10.0)
+
+
 def test_config_validation_and_round_trip():
     config = tiny_config()
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config

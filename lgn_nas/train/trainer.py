@@ -37,7 +37,7 @@ from .distributed import DistributedContext, init_distributed, resolve_device
 
 __all__ = [
     "EpochEnd", "StopTraining", "TrainingDiverged", "TrainResult", "Trainer", "fit", "build_model",
-    "make_param_groups", "evaluate", "evaluate_netlist", "netlist_feed", "relaxed_mode", "is_gate_logit_module",
+    "make_param_groups", "fit_encoders", "evaluate", "evaluate_netlist", "netlist_feed", "relaxed_mode", "is_gate_logit_module",
 ]
 
 Callback = Callable[["EpochEnd"], Optional[bool]]
@@ -81,6 +81,24 @@ class TrainResult:
 def is_gate_logit_module(module: nn.Module) -> bool:
     """True for lgn-nas layers (every parameter they own is a gate logit)."""
     return type(module).__module__.startswith("lgn_nas.")
+
+
+def fit_encoders(model: nn.Module, x_train: torch.Tensor, *, max_images: int = 10_000) -> int:
+    """Fit every distributive ``Thermometer`` in ``model`` to the training images; returns how many.
+
+    The thresholds become per-channel quantiles of (at most ``max_images`` of) ``x_train``, the same on
+    every rank because the images are the first ones of the split. Uint8 images are scaled to [0, 1].
+    """
+    from ..layers import Thermometer
+
+    encoders = [m for m in model.modules() if isinstance(m, Thermometer) and m.method == "distributive"]
+    if encoders:
+        sample = x_train[:max_images]
+        sample = sample.float() / 255.0 if sample.dtype == torch.uint8 else sample.float()
+        for encoder in encoders:
+            if encoder.in_channels == sample.shape[1]:
+                encoder.fit(sample)
+    return len(encoders)
 
 
 def make_param_groups(model: nn.Module, weight_decay: float, *, decay_gate_logits: bool = False) -> List[Dict[str, Any]]:
@@ -440,7 +458,9 @@ class Trainer:
             eval_split, (x_eval, y_eval) = "test", (x_test, y_test)
 
         torch.manual_seed(c.seed)
-        model = build_model(c, num_classes=splits.num_classes, input_shape=splits.input_shape).to(device)
+        model = build_model(c, num_classes=splits.num_classes, input_shape=splits.input_shape)
+        fit_encoders(model, x_train)  # before the move; a resumed run loads the saved thresholds over these
+        model = model.to(device)
         self.model = model
         from timm.optim import create_optimizer_v2
 

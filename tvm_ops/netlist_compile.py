@@ -22,7 +22,7 @@ from .netlist_plan import NetlistArrays, Plan, make_plan, netlist_arrays, uint8_
 
 __all__ = ["CompiledNetlist", "compile_netlist", "load_compiled_netlist", "clear_kernel_cache"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the kernel reads slot * tile_words offsets
 _INPUT_DTYPES = ("uint8", "float32")
 _KERNEL_CACHE: dict[tuple, Any] = {}
 _CACHE_LOCK = threading.Lock()
@@ -68,6 +68,17 @@ def _tile_words(num_slots: int) -> int:
     return 4
 
 
+def _aligned(array: np.ndarray) -> np.ndarray:
+    """A 64-byte-aligned contiguous copy: the kernel assumes aligned tables, and rows of the
+    activation scratch must not straddle cache lines."""
+    array = np.asarray(array)
+    raw = np.zeros(array.nbytes + 64, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64
+    out = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -110,16 +121,18 @@ class CompiledNetlist:
         self.threads = int(threads)
         self.stats = dict(stats)
         self._modules = dict(modules)  # input dtype -> compiled executable / module
+        self._functions: dict[str, Any] = {}
         self._lock = threading.Lock()
         cuts = uint8_cuts(self.thresholds).reshape(-1)
         self._enc = {
-            "uint8": (np.minimum(cuts, 255).astype(np.uint8), np.where(cuts < 256, 255, 0).astype(np.uint8)),
-            "float32": (self.thresholds.reshape(-1).copy(), np.full(cuts.size, 255, np.uint8)),
+            "uint8": (_aligned(np.minimum(cuts, 255).astype(np.uint8)), _aligned(np.where(cuts < 256, 255, 0).astype(np.uint8))),
+            "float32": (_aligned(self.thresholds.reshape(-1)), _aligned(np.full(cuts.size, 255, np.uint8))),
         }
-        self._segments = np.ascontiguousarray(plan.segments.reshape(-1), dtype=np.int32)
-        self._rows = np.ascontiguousarray(plan.rows.reshape(-1), dtype=np.int32)
-        self._hslot = np.ascontiguousarray(plan.head_slots.reshape(-1), dtype=np.int32)
-        self._hmask = np.where(plan.head_neg.reshape(-1) == 1, _ALL_ONES, np.uint64(0)).astype(np.uint64)
+        self._segments = _aligned(plan.segments.reshape(-1).astype(np.int32))
+        # The kernel reads slot rows as word offsets (slot * tile_words).
+        self._rows = _aligned((plan.rows.reshape(-1).astype(np.int64) * self.tile_words).astype(np.int32))
+        self._hslot = _aligned((plan.head_slots.reshape(-1).astype(np.int64) * self.tile_words).astype(np.int32))
+        self._hmask = _aligned(np.where(plan.head_neg.reshape(-1) == 1, _ALL_ONES, np.uint64(0)).astype(np.uint64))
         self._scratch: Optional[tuple[Any, Any]] = None
         self._tau32 = np.float32(self.tau)
 
@@ -158,10 +171,14 @@ class CompiledNetlist:
 
     # ------------------------------------------------------------------ running
     def _function(self, input_dtype: str):
-        if input_dtype not in self._modules:
-            self._modules[input_dtype] = _get_kernel(self.kernel_shape(input_dtype), self.target)
-        module = self._modules[input_dtype]
-        return module[KERNEL_NAME] if not hasattr(module, "mod") else module.mod[KERNEL_NAME]
+        function = self._functions.get(input_dtype)
+        if function is None:  # looking a function up costs about 20 us: once per dtype
+            if input_dtype not in self._modules:
+                self._modules[input_dtype] = _get_kernel(self.kernel_shape(input_dtype), self.target)
+            module = self._modules[input_dtype]
+            function = module[KERNEL_NAME] if not hasattr(module, "mod") else module.mod[KERNEL_NAME]
+            self._functions[input_dtype] = function
+        return function
 
     def _prepare(self, x: Any) -> np.ndarray:
         if type(x).__module__.startswith("torch"):
@@ -183,8 +200,8 @@ class CompiledNetlist:
 
     def _scratch_for(self, threads: int):
         if self._scratch is None or self._scratch[0].shape[0] != threads * self.plan.num_slots * self.tile_words:
-            act = np.zeros(threads * self.plan.num_slots * self.tile_words, dtype=np.uint64)
-            byt = np.zeros(threads * 8 * self.plan.num_inputs, dtype=np.uint8)
+            act = _aligned(np.zeros(threads * self.plan.num_slots * self.tile_words, dtype=np.uint64))
+            byt = _aligned(np.zeros(threads * 8 * self.plan.num_inputs, dtype=np.uint8))
             self._scratch = (act, byt)
         return self._scratch
 

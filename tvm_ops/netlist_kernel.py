@@ -85,20 +85,27 @@ def build_kernel(shape: KernelShape, target: dict):
     return tvm.compile(func, target=target)
 
 
-def kernel_source(shape: KernelShape) -> str:
-    """TVMScript source of the kernel (generated: the head's carry-save tree is unrolled in SSA)."""
+def kernel_source(shape: KernelShape, *, prefetch: bool = True, head_words: int = 0) -> str:
+    """TVMScript source of the kernel (generated: the head's carry-save tree is unrolled in SSA).
+
+    ``prefetch``: while encoding a tile, prefetch the same rows of the next tile (the raw input is
+    then read from cache, not from DRAM, and the reads overlap the gate work). ``head_words``: vector
+    width of the head in words (0: the tile, at most 8).
+    """
     C, TH, HW = shape.channels, shape.thresholds_per_channel, shape.spatial
     D, NI, W, TILE = shape.row_length, shape.num_inputs, shape.tile_words, shape.tile_samples
     NCLS, K, NB = shape.num_classes, shape.group_size, shape.num_planes
     NBA = max(NB, 5)  # planes 0..3 double as the carry-save accumulators (ones, twos, fours, eights)
-    VH = min(W, 4)  # head vector width in words: its state must fit in registers
-    V = _largest_divisor(HW, (32, 16, 8, 4, 2, 1))  # encode vector width over positions
-    VB = _largest_divisor(NI, (4, 2, 1))  # byte -> word packing vector width
+    VH = head_words or min(W, 8)  # head vector width in words: its state must fit in registers
+    VE = min(64, HW)  # encode vector width over positions (a tail loop takes HW % VE)
+    VB = min(8, NI)  # byte -> word packing vector width (a tail loop takes NI % VB)
     CT = C * TH
     is_u8 = shape.input_dtype == "uint8"
     xdtype = "uint8" if is_u8 else "float32"
+    esize = 1 if is_u8 else 4
     counts_out = shape.output == "counts"
     odtype = "int32" if counts_out else "float32"
+    lines_per_group = -(-8 * D * esize // 64)  # cache lines of 8 input rows
 
     def ramp(start: str) -> str:
         return f"T.Ramp({start}, 1, {VH})" if VH > 1 else f"{start}"
@@ -111,18 +118,20 @@ def kernel_source(shape: KernelShape) -> str:
     def emit(indent: int, text: str) -> None:
         lines.append("    " * indent + text)
 
-    # --- encode expression: 8 samples -> one byte per input bit
-    terms = []
-    for k in range(8):
-        xv = f"x[r0 + w * 64 + g * 8 + {k}, (ct // {TH}) * {HW} + ho * {V} + v]"
-        cond = f"{xv} >= encp[ct]" if is_u8 else f"{xv} > encp[ct]"
-        terms.append(f"T.Select({cond}, T.uint8({1 << k}), T.uint8(0))")
-    enc_expr = " | ".join(terms)
-    if is_u8:
-        enc_expr = f"({enc_expr}) & enb[ct]"
-    pack_expr = " | ".join(
-        f"(T.Cast(\"uint64\", byt[bbase + {g * NI} + io * {VB} + v]) << T.uint64({8 * g}))" for g in range(8)
-    )
+    def enc_expr(pos: str) -> str:
+        """8 samples -> one byte per input bit, at positions ``pos`` of channel ct // TH."""
+        terms = []
+        for k in range(8):
+            xv = f"x[row0 + {k}, (ct // {TH}) * {HW} + {pos}]"
+            cond = f"{xv} >= encp[ct]" if is_u8 else f"{xv} > encp[ct]"
+            terms.append(f"T.Select({cond}, T.uint8({1 << k}), T.uint8(0))")
+        expr = " | ".join(terms)
+        return f"({expr}) & enb[ct]" if is_u8 else expr
+
+    def pack_expr(i: str) -> str:
+        return " | ".join(
+            f"(T.Cast(\"uint64\", byt[bbase + {g * NI} + {i}]) << T.uint64({8 * g}))" for g in range(8)
+        )
 
     emit(0, "@T.prim_func")
     emit(0, "def kernel(x_h: T.handle, enc_h: T.handle, en_h: T.handle, seg_h: T.handle, rows_h: T.handle,")
@@ -141,42 +150,62 @@ def kernel_source(shape: KernelShape) -> str:
     emit(1, 'act = T.match_buffer(act_h, (nact,), "uint64")')
     emit(1, 'byt = T.match_buffer(bytes_h, (nbytes,), "uint8")')
     emit(1, f'out = T.match_buffer(out_h, (n, {NCLS}), "{odtype}", align=1, offset_factor=1)')
+    emit(1, f'xf = T.decl_buffer((n * {D},), "{xdtype}", data=x.data)')
     emit(1, f"nch: T.let = nbytes // {8 * NI}")
     emit(1, "slot_words: T.let = nact // nch")
     emit(1, f"ntiles: T.let = n // {TILE}")
     emit(1, "per: T.let = (ntiles + nch - 1) // nch")
     emit(1, "for ch in T.parallel(nch):")
     emit(2, f'pl = T.alloc_buffer(({NBA * VH},), "uint64", scope="local")')
-    emit(2, "for tile in range(ch * per, T.min(ch * per + per, ntiles)):")
+    emit(2, "tile_end: T.let = T.min(ch * per + per, ntiles)")
+    emit(2, "for tile in range(ch * per, tile_end):")
     emit(3, "base: T.let = ch * slot_words")
     emit(3, f"bbase: T.let = ch * {8 * NI}")
     emit(3, f"r0: T.let = tile * {TILE}")
     emit(3, f"for v in T.vectorized({W}):")
     emit(4, "act[base + v] = T.uint64(0)")
-    # 1. encode
+    # 1. encode, 8 rows (samples) at a time
     emit(3, f"for w in range({W}):")
-    emit(4, f"for g, ct, ho in T.grid(8, {CT}, {HW // V}):")
-    emit(5, f"for v in T.vectorized({V}):")
-    emit(6, f"byt[bbase + g * {NI} + ct * {HW} + ho * {V} + v] = {enc_expr}")
-    emit(4, f"for io in range({NI // VB}):")
-    emit(5, f"for v in T.vectorized({VB}):")
-    emit(6, f"act[base + (1 + io * {VB} + v) * {W} + w] = {pack_expr}")
-    # 2. gates
+    emit(4, "for g in range(8):")
+    emit(5, "row0: T.let = r0 + w * 64 + g * 8")
+    if prefetch:
+        emit(5, "if tile + 1 < tile_end:")
+        emit(6, f"for li in range({lines_per_group}):")
+        emit(7, f'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", '
+                f'T.address_of(xf[(row0 + {TILE}) * {D} + li * {64 // esize}]), 0, 2, 1))')
+    emit(5, f"for ct in range({CT}):")
+    if HW // VE:
+        emit(6, f"for ho in range({HW // VE}):")
+        emit(7, f"for v in T.vectorized({VE}):")
+        emit(8, f"byt[bbase + g * {NI} + ct * {HW} + ho * {VE} + v] = {enc_expr(f'ho * {VE} + v')}")
+    if HW % VE:
+        tail = HW // VE * VE
+        emit(6, f"for v in T.vectorized({HW % VE}):")
+        emit(7, f"byt[bbase + g * {NI} + ct * {HW} + {tail} + v] = {enc_expr(f'{tail} + v')}")
+    if NI // VB:
+        emit(4, f"for io in range({NI // VB}):")
+        emit(5, f"for v in T.vectorized({VB}):")
+        emit(6, f"act[base + (1 + io * {VB} + v) * {W} + w] = {pack_expr(f'io * {VB} + v')}")
+    if NI % VB:
+        tail = NI // VB * VB
+        emit(4, f"for v in T.vectorized({NI % VB}):")
+        emit(5, f"act[base + (1 + {tail} + v) * {W} + w] = {pack_expr(f'{tail} + v')}")
+    # 2. gates: rows hold slot * W (word offsets)
     emit(3, "for s in range(nseg // 3):")
     emit(4, "op: T.let = seg[s * 3]")
     for index, sym in enumerate(("&", "& ~", "|", "^")):
         emit(4, ("if" if index == 0 else "elif") + f" op == {index}:" if index < 3 else "else:")
         emit(5, "for j in range(seg[s * 3 + 1], seg[s * 3 + 2]):")
         emit(6, f"for v in T.vectorized({W}):")
-        emit(7, f"act[base + rows[j * 3] * {W} + v] = act[base + rows[j * 3 + 1] * {W} + v] {sym} "
-                f"act[base + rows[j * 3 + 2] * {W} + v]")
+        emit(7, f"act[base + rows[j * 3] + v] = act[base + rows[j * 3 + 1] + v] {sym} "
+                f"act[base + rows[j * 3 + 2] + v]")
     # 3. head: Harley-Seal carry-save adders (16 words per step) into count planes, in SSA
     emit(3, f"for wv, c in T.grid({W // VH}, {NCLS}):")
     emit(4, f"for q in range({NBA}):")
     emit(5, f"pl[{ramp(f'q * {VH}')}] = {bcast('T.uint64(0)')}")
 
     def out_word(index: str) -> str:
-        return f"(act[{ramp(f'base + hslot[{index}] * {W} + wv * {VH}')}] ^ {bcast(f'hmask[{index}]')})"
+        return f"(act[{ramp(f'base + hslot[{index}] + wv * {VH}')}] ^ {bcast(f'hmask[{index}]')})"
 
     counter = [0]
 

@@ -1,4 +1,5 @@
 """TVM training kernels for logic-tree convolutions (tvm_ops.training / train_conv), alone and fused with 2x2 OR pooling."""
+import shutil
 import warnings
 
 import pytest
@@ -265,3 +266,80 @@ def test_auto_policy_for_conv(monkeypatch):
     assert backends.auto_uses_tvm_conv(big[:1], 32, 8, 3, 1, 1) == training.available()
     assert backends.tree_conv_op("torch") is torch_tree_conv
     assert backends.tree_conv_op("tvm") is training.logic_tree_conv
+
+
+# ------------------------------------------------------------------------------------------- CUDA
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["conv", "conv_or_pool"])
+@pytest.mark.parametrize("geometry", [(3, 1, 1, 3), (3, 2, 1, 2), (2, 1, 0, 1)], ids=["k3s1p1d3", "k3s2p1d2", "k2s1p0d1"])
+def test_cuda_kernels_compute_the_same_on_cpu(pooled, geometry):
+    """The CUDA kernels with their thread loops made serial (``serial=True``), compiled for the CPU:
+    the values and gradients of the formulas and index maths that the CUDA build compiles."""
+    import tvm
+
+    from tvm_ops import build, train_conv
+
+    k, s, p, depth = geometry
+    x, leaf_index, c = _case(2, 3, 9, 11, 5, depth, k, dtype=torch.float64, seed=k + s + depth)
+    leaf_index[0, 1] = leaf_index[0, 0]  # one input read by two leaves of a tree
+    reference = torch_pooled if pooled else torch_tree_conv
+    ref_out, ref_gx, ref_gc = _run(reference, x, leaf_index, c, k, s, p)
+    g = torch.randn(ref_out.shape, generator=torch.Generator().manual_seed(1)).double()  # as _run draws it
+
+    mod = tvm.compile(train_conv.cuda_module("float64", depth, s, threads=16, serial=True), target=build.host_target())
+    dl = tvm.runtime.from_dlpack
+    xp = F.pad(x, (p, p, p, p)).contiguous()
+    hp, wp = xp.shape[2:]
+    off = training._leaf_offsets(leaf_index, k, (hp, wp))
+    ptr, tree, leaf, rel = training.leaf_consumer_index(leaf_index, k, x.shape[1], wp)
+    out = torch.empty(ref_out.shape, dtype=torch.float64)
+    lg = torch.empty(*out.shape, 1 << depth, dtype=torch.float64)
+    cpart = torch.empty(x.shape[0], *c.shape, dtype=torch.float64)
+    gxp = torch.full_like(xp, 7.0)  # fully written by the gather
+    if pooled:
+        arg = torch.empty(out.shape, dtype=torch.uint8)
+        mod[train_conv.CUDA_POOL_FWD](dl(xp), dl(off), dl(c), dl(out), dl(arg))
+        mod[train_conv.CUDA_POOL_LEAF](dl(xp), dl(off), dl(c), dl(arg), dl(g), dl(lg), dl(cpart))
+        mod[train_conv.CUDA_POOL_GX](dl(lg), dl(arg), dl(ptr), dl(tree), dl(leaf), dl(rel), dl(gxp))
+    else:
+        mod[train_conv.CUDA_FWD](dl(xp), dl(off), dl(c), dl(out))
+        mod[train_conv.CUDA_LEAF](dl(xp), dl(off), dl(c), dl(g), dl(lg), dl(cpart))
+        mod[train_conv.CUDA_GX](dl(lg), dl(ptr), dl(tree), dl(leaf), dl(rel), dl(gxp))
+    grad_x = gxp[:, :, p:p + x.shape[2], p:p + x.shape[3]]
+    torch.testing.assert_close(out, ref_out, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(grad_x, ref_gx, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(cpart.sum(0), ref_gc, atol=1e-12, rtol=1e-12)
+    if p:  # the padding ring only collects gradients of zeros: nothing flows back from it
+        assert torch.isfinite(gxp).all()
+
+
+def _conv_cuda_or_skip(**kw):
+    try:
+        return training.build_conv_cuda("float32", **kw)
+    except RuntimeError as exc:  # only when TVM has no CUDA code generation at all
+        pytest.skip(f"CUDA code generation unavailable in this TVM: {exc}")
+
+
+def test_cuda_build_of_conv_kernels():
+    from tvm_ops import train_conv
+
+    result = _conv_cuda_or_skip(depth=3, stride=1)
+    src = result.source
+    for name in (train_conv.CUDA_FWD, train_conv.CUDA_POOL_FWD, train_conv.CUDA_LEAF, train_conv.CUDA_POOL_LEAF,
+                 train_conv.CUDA_GX, train_conv.CUDA_POOL_GX):
+        assert f"{name}_kernel(" in src
+    assert "threadIdx.x" in src and "blockIdx.x" in src
+    assert result.compiled == (result.reason is None)
+    if shutil.which("nvcc"):  # then the generated CUDA C must compile
+        assert result.compiled, result.reason
+        assert ".visible .entry lgn_tree_conv_pool_gx_cuda_kernel(" in result.ptx
+
+
+def test_cuda_build_without_nvcc_reports_codegen_only(monkeypatch, tmp_path):
+    """No nvcc on PATH: the CUDA C is still generated, the result says it was not compiled and why,
+    and nothing is raised."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = _conv_cuda_or_skip(depth=2, stride=2)
+    assert not result.compiled and result.ptx is None
+    assert "nvcc not found" in result.reason
+    assert "lgn_tree_conv_pool_fwd_cuda_kernel(" in result.source

@@ -11,6 +11,9 @@ Nothing here imports ``tvm`` at module import time; the first build or load does
   fails to load is rebuilt.
 * :func:`set_num_threads`: TVM's worker count follows ``TVM_NUM_THREADS`` when set, else
   ``torch.get_num_threads()``.
+* :func:`cuda_build`: generate CUDA code (no GPU needed) and, where nvcc is installed, compile it
+  to PTX as a check; the result (:class:`CudaBuild`) says whether it was compiled and why not, so
+  the CUDA path is optional and its absence reported, never fatal.
 """
 from __future__ import annotations
 
@@ -20,10 +23,10 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 __all__ = ["host_target", "cache_dir", "cached_build", "source_hash", "desired_threads", "set_num_threads", "prepare_thread_pool",
-           "target_key"]
+           "target_key", "CudaBuild", "cuda_build"]
 
 _LOCK = threading.RLock()
 _WE_SET_ENV = False
@@ -152,3 +155,77 @@ def set_num_threads(n: int) -> None:
 
     get_global_func("runtime.config_threadpool")(1, int(n))
     _POOL_THREADS = n
+
+
+class CudaBuild(NamedTuple):
+    """A CUDA build: ``module`` (host module; its import holds the generated CUDA C, which TVM turns
+    into GPU code when the module is loaded where a GPU is), ``compiled`` (True when nvcc compiled
+    that CUDA C to PTX here: a real compile check) and ``reason`` (why not, or None); ``ptx`` is
+    nvcc's output when compiled."""
+
+    module: Any
+    compiled: bool
+    reason: Optional[str]
+    ptx: Optional[str] = None
+
+    @property
+    def source(self) -> str:
+        """The generated CUDA C of the kernels."""
+        return self.module.imports[0].inspect_source()
+
+
+_PTX: Dict[str, tuple] = {}
+
+
+def _nvcc_ptx(source: str, arch: str) -> tuple:
+    """``(ptx, None)`` or ``(None, reason)``: compile CUDA C to PTX with nvcc (no GPU needed)."""
+    import shutil
+    import subprocess
+
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None, "nvcc not found: CUDA C generated but not compiled"
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = os.path.join(tmp, "kernels.cu"), os.path.join(tmp, "kernels.ptx")
+        with open(src, "w") as f:
+            f.write(source)
+        try:
+            proc = subprocess.run([nvcc, "-ptx", f"-arch={arch}", "-o", out, src], capture_output=True, text=True,
+                                  timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return None, f"nvcc could not run: {type(exc).__name__}: {exc}"
+        if proc.returncode != 0:
+            errors = [line for line in proc.stderr.splitlines() if "error" in line][:5] or proc.stderr.splitlines()[-5:]
+            return None, f"nvcc rejected the generated CUDA C (exit {proc.returncode}): " + " | ".join(errors)
+        with open(out) as f:
+            return f.read(), None
+
+
+def cuda_build(name: str, key: Any, make_module: Callable[[], Any], arch: str = "sm_90") -> CudaBuild:
+    """Generate CUDA code for ``make_module()`` (target ``{"kind": "cuda", "arch": arch}``) and, where
+    nvcc is installed, compile it to PTX as a check. No GPU is needed for either.
+
+    TVM 0.27's ``tvm.compile`` only generates the CUDA C (the GPU binary is made when the module is
+    loaded on a GPU machine), so the nvcc step is what catches code that would not compile. Without
+    nvcc, or if it fails, the result says so (``compiled=False``, ``reason``); nothing is raised.
+    Raises ``RuntimeError`` only if TVM cannot generate CUDA code at all (e.g. a TVM built without
+    the CUDA backend). Cached in memory per (name, key, arch).
+    """
+    target = {"kind": "cuda", "arch": arch}
+    try:
+        module = cached_build(name, key, make_module, target, disk=False)
+    except Exception as exc:
+        raise RuntimeError(f"TVM cannot generate CUDA code here: {type(exc).__name__}: {exc}") from exc
+    digest = _digest(name, key, target) + ":" + (_which_nvcc() or "")
+    with _LOCK:
+        if digest not in _PTX:
+            _PTX[digest] = _nvcc_ptx(module.imports[0].inspect_source(), arch)
+        ptx, reason = _PTX[digest]
+    return CudaBuild(module, ptx is not None, reason, ptx)
+
+
+def _which_nvcc() -> Optional[str]:
+    """Path of nvcc on ``PATH``, or None."""
+    import shutil
+
+    return shutil.which("nvcc")

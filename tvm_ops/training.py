@@ -29,7 +29,7 @@ from typing import Any, Dict, Optional
 import torch
 
 __all__ = ["logic_dense", "logic_tree_conv", "logic_tree_conv_or_pool", "build_conv_kernels", "available", "kernels_ready", "TvmFallbackWarning", "build_dense_kernels", "consumer_index",
-           "build_dense_cuda", "reset"]
+           "build_dense_cuda", "build_conv_cuda", "leaf_consumer_index", "reset"]
 
 
 class TvmFallbackWarning(RuntimeWarning):
@@ -80,22 +80,47 @@ def build_dense_kernels(dtype: str = "float32", target: Optional[dict] = None):
 
 
 def build_dense_cuda(dtype: str = "float32", arch: str = "sm_90"):
-    """Compile the CUDA dense kernels (forward, coefficient sums, input-gradient gather).
-
-    Returns the host module (its imported CUDA module holds the kernels:
-    ``mod.imports[0].inspect_source()`` is the CUDA C), or raises ``RuntimeError`` saying why CUDA
-    codegen is unavailable. Works without a GPU (needs nvcc); nothing runs. Not cached on disk: a
-    TVM runtime without CUDA cannot load the library back.
+    """Build the CUDA dense kernels (forward, coefficient sums, input-gradient gather): a
+    :class:`tvm_ops.build.CudaBuild`. No GPU needed: the CUDA C is generated (``.source``) and, where
+    nvcc is installed, compiled to PTX as a check (``.compiled``; ``.reason`` says why not). Raises
+    ``RuntimeError`` only when TVM cannot generate CUDA code at all. Nothing runs; not cached on disk
+    (a TVM runtime without CUDA cannot load the library back).
     """
     from . import build, train_dense
 
-    target = {"kind": "cuda", "arch": arch}
-    try:
-        return build.cached_build(
-            f"lgn_dense_cuda_{dtype}_{arch}", _source_key() + [dtype],
-            lambda: train_dense.cuda_module(dtype), target, disk=False)
-    except Exception as exc:  # TVM raises its own error types for missing nvcc / codegen
-        raise RuntimeError(f"CUDA build of the dense kernels failed: {type(exc).__name__}: {exc}") from exc
+    return build.cuda_build(f"lgn_dense_cuda_{dtype}_{arch}", _source_key() + [dtype],
+                            lambda: train_dense.cuda_module(dtype), arch)
+
+
+def build_conv_cuda(dtype: str = "float32", depth: int = 3, stride: int = 1, arch: str = "sm_90"):
+    """Build the CUDA tree-conv kernels (plain and OR-pooled; forward, leaf gradients, input-gradient
+    gather) for one (dtype, depth, stride): a :class:`tvm_ops.build.CudaBuild`, as
+    :func:`build_dense_cuda`."""
+    from . import build, train_conv
+
+    return build.cuda_build(f"lgn_tree_conv_cuda_{dtype}_d{depth}_s{stride}_{arch}",
+                            _conv_source_key() + [dtype, depth, stride],
+                            lambda: train_conv.cuda_module(dtype, depth, stride), arch)
+
+
+def leaf_consumer_index(leaf_index: torch.Tensor, kernel_size: int, channels: int, padded_width: int):
+    """Inverse leaf index of a tree conv for the gather form of its input gradient (the CUDA
+    kernels ``train_conv.CUDA_GX`` / ``CUDA_POOL_GX``): int32 ``(ptr, tree, leaf, rel)`` where channel
+    ``ch`` is read by the entries ``ptr[ch]:ptr[ch+1]``, each naming the output channel (``tree``),
+    the ``leaf`` and its field offset ``rel = dy * padded_width + dx``. Compute once per wiring."""
+    k = kernel_size
+    li = leaf_index.to(torch.int64).cpu()
+    num_out, leaves = li.shape
+    ch = (li // (k * k)).flatten()
+    if li.numel() and (int(ch.min()) < 0 or int(ch.max()) >= channels):
+        raise ValueError(f"leaf_index reads channels outside [0, {channels})")
+    rel = (((li // k) % k) * padded_width + li % k).flatten()
+    tree = torch.arange(num_out).repeat_interleave(leaves)
+    leaf = torch.arange(leaves).repeat(num_out)
+    order = torch.argsort(ch, stable=True)
+    ptr = torch.zeros(channels + 1, dtype=torch.int64)
+    ptr[1:] = torch.cumsum(torch.bincount(ch, minlength=channels), 0)
+    return tuple(t.to(torch.int32).contiguous() for t in (ptr, tree[order], leaf[order], rel[order]))
 
 
 def _cached_kernels(key: str, build_fn, label: str):

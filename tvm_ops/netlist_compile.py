@@ -254,13 +254,15 @@ class CompiledNetlist:
             raise FileNotFoundError(f"directory {str(path.parent)!r} does not exist")
         for dtype in _INPUT_DTYPES:
             self._function(dtype)
-        # One library holding both kernels, under their dtype names.
-        funcs = {}
+        # One library holding both kernels (and their subroutines), under their dtype names.
+        module = None
         for dtype in _INPUT_DTYPES:
-            funcs[dtype] = tvm.script.from_source(_kernel_source(self.kernel_shape(dtype))).with_attr(
-                "global_symbol", f"{KERNEL_NAME}_{dtype}"
-            )
-        executable = tvm.compile(tvm.IRModule({f"{KERNEL_NAME}_{d}": f for d, f in funcs.items()}), target=self.target)
+            part = tvm.script.from_source(_kernel_source(self.kernel_shape(dtype), name=f"{KERNEL_NAME}_{dtype}"))
+            if module is None:
+                module = part
+            else:
+                module.update(part)
+        executable = tvm.compile(module, target=self.target)
         with tempfile.TemporaryDirectory(dir=str(path.parent)) as tmp:
             lib = Path(tmp) / "lib.so"
             executable.export_library(str(lib))
@@ -293,10 +295,10 @@ class CompiledNetlist:
         _atomic_write_bytes(Path(str(path) + ".json"), json.dumps(meta).encode())
 
 
-def _kernel_source(shape: KernelShape) -> str:
+def _kernel_source(shape: KernelShape, **kwargs: Any) -> str:
     from .netlist_kernel import kernel_source
 
-    return kernel_source(shape)
+    return kernel_source(shape, **kwargs)
 
 
 def _get_kernel(shape: KernelShape, target: dict):

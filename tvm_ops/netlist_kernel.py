@@ -81,16 +81,19 @@ def build_kernel(shape: KernelShape, target: dict):
     """Compile the kernel for ``shape``; returns the TVM executable (function :data:`KERNEL_NAME`)."""
     import tvm
 
-    func = tvm.script.from_source(kernel_source(shape))
-    return tvm.compile(func, target=target)
+    return tvm.compile(tvm.script.from_source(kernel_source(shape)), target=target)
 
 
-def kernel_source(shape: KernelShape, *, prefetch: bool = True, head_words: int = 0) -> str:
-    """TVMScript source of the kernel (generated: the head's carry-save tree is unrolled in SSA).
+def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool = True,
+                  head_words: int = 0) -> str:
+    """TVMScript source of the kernel: an IRModule with the entry function ``name`` and three
+    subroutines ``name_encode``, ``name_gates`` and ``name_head`` that it calls once per tile (small
+    functions keep LLVM's register allocation tight: one big function spilled the gate loop's
+    pointers). The head's carry-save tree is unrolled in SSA.
 
     ``prefetch``: while encoding a tile, prefetch the same rows of the next tile (the raw input is
-    then read from cache, not from DRAM, and the reads overlap the gate work). ``head_words``: vector
-    width of the head in words (0: the tile, at most 8).
+    then read from cache, not from DRAM). ``head_words``: vector width of the head in words (0: the
+    tile, at most 8).
     """
     C, TH, HW = shape.channels, shape.thresholds_per_channel, shape.spatial
     D, NI, W, TILE = shape.row_length, shape.num_inputs, shape.tile_words, shape.tile_samples
@@ -106,6 +109,7 @@ def kernel_source(shape: KernelShape, *, prefetch: bool = True, head_words: int 
     counts_out = shape.output == "counts"
     odtype = "int32" if counts_out else "float32"
     lines_per_group = -(-8 * D * esize // 64)  # cache lines of 8 input rows
+    NACT = f"nslot * {W}"
 
     def ramp(start: str) -> str:
         return f"T.Ramp({start}, 1, {VH})" if VH > 1 else f"{start}"
@@ -122,98 +126,98 @@ def kernel_source(shape: KernelShape, *, prefetch: bool = True, head_words: int 
         """8 samples -> one byte per input bit, at positions ``pos`` of channel ct // TH."""
         terms = []
         for k in range(8):
-            xv = f"x[row0 + {k}, (ct // {TH}) * {HW} + {pos}]"
+            xv = f"x[(row0 + {k}) * {D} + (ct // {TH}) * {HW} + {pos}]"
             cond = f"{xv} >= encp[ct]" if is_u8 else f"{xv} > encp[ct]"
             terms.append(f"T.Select({cond}, T.uint8({1 << k}), T.uint8(0))")
-        expr = " | ".join(terms)
-        return f"({expr}) & enb[ct]" if is_u8 else expr
+        while len(terms) > 1:  # a balanced tree: no long dependency chain
+            terms = [f"({terms[i]} | {terms[i + 1]})" for i in range(0, len(terms), 2)]
+        return f"{terms[0]} & enb[ct]" if is_u8 else terms[0]
 
     def pack_expr(i: str) -> str:
         return " | ".join(
-            f"(T.Cast(\"uint64\", byt[bbase + {g * NI} + {i}]) << T.uint64({8 * g}))" for g in range(8)
+            f"(T.Cast(\"uint64\", byt[{g * NI} + {i}]) << T.uint64({8 * g}))" for g in range(8)
         )
 
-    emit(0, "@T.prim_func")
-    emit(0, "def kernel(x_h: T.handle, enc_h: T.handle, en_h: T.handle, seg_h: T.handle, rows_h: T.handle,")
-    emit(0, "           hslot_h: T.handle, hmask_h: T.handle, act_h: T.handle, bytes_h: T.handle, out_h: T.handle,")
-    emit(0, "           tau: T.float32):")
-    emit(1, f'T.func_attr({{"global_symbol": "{KERNEL_NAME}", "tir.noalias": True}})')
-    for var in ("n", "nseg", "nrow", "nact", "nbytes"):
-        emit(1, f"{var} = T.int32()")
-    emit(1, f'x = T.match_buffer(x_h, (n, {D}), "{xdtype}", align=1, offset_factor=1)')
-    emit(1, f'encp = T.match_buffer(enc_h, ({CT},), "{xdtype}")')
-    emit(1, f'enb = T.match_buffer(en_h, ({CT},), "uint8")')
-    emit(1, 'seg = T.match_buffer(seg_h, (nseg,), "int32")')
-    emit(1, 'rows = T.match_buffer(rows_h, (nrow,), "int32")')
-    emit(1, f'hslot = T.match_buffer(hslot_h, ({NCLS * K},), "int32")')
-    emit(1, f'hmask = T.match_buffer(hmask_h, ({NCLS * K},), "uint64")')
-    emit(1, 'act = T.match_buffer(act_h, (nact,), "uint64")')
-    emit(1, 'byt = T.match_buffer(bytes_h, (nbytes,), "uint8")')
-    emit(1, f'out = T.match_buffer(out_h, (n, {NCLS}), "{odtype}", align=1, offset_factor=1)')
-    emit(1, f'xf = T.decl_buffer((n * {D},), "{xdtype}", data=x.data)')
-    emit(1, f"nch: T.let = nbytes // {8 * NI}")
-    emit(1, "slot_words: T.let = nact // nch")
-    emit(1, f"ntiles: T.let = n // {TILE}")
-    emit(1, "per: T.let = (ntiles + nch - 1) // nch")
-    emit(1, "for ch in T.parallel(nch):")
-    emit(2, f'pl = T.alloc_buffer(({NBA * VH},), "uint64", scope="local")')
-    emit(2, "tile_end: T.let = T.min(ch * per + per, ntiles)")
-    emit(2, "for tile in range(ch * per, tile_end):")
-    emit(3, "base: T.let = ch * slot_words")
-    emit(3, f"bbase: T.let = ch * {8 * NI}")
-    emit(3, f"r0: T.let = tile * {TILE}")
-    emit(3, f"for v in T.vectorized({W}):")
-    emit(4, "act[base + v] = T.uint64(0)")
-    # 1. encode, 8 rows (samples) at a time
-    emit(3, f"for w in range({W}):")
-    emit(4, "for g in range(8):")
-    emit(5, "row0: T.let = r0 + w * 64 + g * 8")
+    emit(0, "@I.ir_module")
+    emit(0, "class Module:")
+    # ------------------------------------------------------------------ 1. encode one tile
+    emit(1, "@T.prim_func(private=True)")
+    emit(1, f'def {name}_encode(x_ptr: T.handle("{xdtype}"), encp_ptr: T.handle("{xdtype}"), '
+            'enb_ptr: T.handle("uint8"), act_ptr: T.handle("uint64"), byt_ptr: T.handle("uint8"), '
+            "nslot: T.int32, has_next: T.int32):")
+    emit(2, f'x = T.decl_buffer(({2 * TILE * D},), "{xdtype}", data=x_ptr, align={esize})')
+    emit(2, f'encp = T.decl_buffer(({CT},), "{xdtype}", data=encp_ptr, align={esize})')
+    emit(2, f'enb = T.decl_buffer(({CT},), "uint8", data=enb_ptr, align=1)')
+    emit(2, f'act = T.decl_buffer(({NACT},), "uint64", data=act_ptr, align=8)')
+    emit(2, f'byt = T.decl_buffer(({8 * NI},), "uint8", data=byt_ptr, align=1)')
+    emit(2, f"for v in T.vectorized({W}):")
+    emit(3, "act[v] = T.uint64(0)")
+    emit(2, f"for w in range({W}):")
+    emit(3, "for g in range(8):")
+    emit(4, "row0: T.let = w * 64 + g * 8")
     if prefetch:
-        emit(5, "if tile + 1 < tile_end:")
-        emit(6, f"for li in range({lines_per_group}):")
-        emit(7, f'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", '
-                f'T.address_of(xf[(row0 + {TILE}) * {D} + li * {64 // esize}]), 0, 2, 1))')
-    emit(5, f"for ct in range({CT}):")
+        emit(4, "if has_next != 0:")
+        emit(5, f"for li in range({lines_per_group}):")
+        emit(6, f'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", '
+                f'T.address_of(x[(row0 + {TILE}) * {D} + li * {64 // esize}]), 0, 2, 1))')
+    emit(4, f"for ct in range({CT}):")
     if HW // VE:
-        emit(6, f"for ho in range({HW // VE}):")
-        emit(7, f"for v in T.vectorized({VE}):")
-        emit(8, f"byt[bbase + g * {NI} + ct * {HW} + ho * {VE} + v] = {enc_expr(f'ho * {VE} + v')}")
+        emit(5, f"for ho in range({HW // VE}):")
+        emit(6, f"for v in T.vectorized({VE}):")
+        emit(7, f"byt[g * {NI} + ct * {HW} + ho * {VE} + v] = {enc_expr(f'ho * {VE} + v')}")
     if HW % VE:
         tail = HW // VE * VE
-        emit(6, f"for v in T.vectorized({HW % VE}):")
-        emit(7, f"byt[bbase + g * {NI} + ct * {HW} + {tail} + v] = {enc_expr(f'{tail} + v')}")
+        emit(5, f"for v in T.vectorized({HW % VE}):")
+        emit(6, f"byt[g * {NI} + ct * {HW} + {tail} + v] = {enc_expr(f'{tail} + v')}")
     if NI // VB:
-        emit(4, f"for io in range({NI // VB}):")
-        emit(5, f"for v in T.vectorized({VB}):")
-        emit(6, f"act[base + (1 + io * {VB} + v) * {W} + w] = {pack_expr(f'io * {VB} + v')}")
+        emit(3, f"for io in range({NI // VB}):")
+        emit(4, f"for v in T.vectorized({VB}):")
+        emit(5, f"act[(1 + io * {VB} + v) * {W} + w] = {pack_expr(f'io * {VB} + v')}")
     if NI % VB:
         tail = NI // VB * VB
-        emit(4, f"for v in T.vectorized({NI % VB}):")
-        emit(5, f"act[base + (1 + {tail} + v) * {W} + w] = {pack_expr(f'{tail} + v')}")
-    # 2. gates: rows hold slot * W (word offsets)
-    emit(3, "for s in range(nseg // 3):")
-    emit(4, "op: T.let = seg[s * 3]")
+        emit(3, f"for v in T.vectorized({NI % VB}):")
+        emit(4, f"act[(1 + {tail} + v) * {W} + w] = {pack_expr(f'{tail} + v')}")
+    # ------------------------------------------------------------------ 2. gates (rows: slot * W)
+    emit(1, "@T.prim_func(private=True)")
+    emit(1, f'def {name}_gates(act_ptr: T.handle("uint64"), seg_ptr: T.handle("int32"), '
+            'rows_ptr: T.handle("int32"), nslot: T.int32, nseg: T.int32, nrow: T.int32):')
+    emit(2, f'act = T.decl_buffer(({NACT},), "uint64", data=act_ptr, align=8)')
+    emit(2, 'seg = T.decl_buffer((nseg,), "int32", data=seg_ptr, align=4)')
+    emit(2, 'rows = T.decl_buffer((nrow,), "int32", data=rows_ptr, align=4)')
+    emit(2, "for s in range(nseg // 3):")
+    emit(3, "op: T.let = seg[s * 3]")
+    emit(3, "lo: T.let = seg[s * 3 + 1]")
+    emit(3, "hi: T.let = seg[s * 3 + 2]")
     for index, sym in enumerate(("&", "& ~", "|", "^")):
-        emit(4, ("if" if index == 0 else "elif") + f" op == {index}:" if index < 3 else "else:")
-        emit(5, "for j in range(seg[s * 3 + 1], seg[s * 3 + 2]):")
-        emit(6, f"for v in T.vectorized({W}):")
-        emit(7, f"act[base + rows[j * 3] + v] = act[base + rows[j * 3 + 1] + v] {sym} "
-                f"act[base + rows[j * 3 + 2] + v]")
-    # 3. head: Harley-Seal carry-save adders (16 words per step) into count planes, in SSA
-    emit(3, f"for wv, c in T.grid({W // VH}, {NCLS}):")
-    emit(4, f"for q in range({NBA}):")
-    emit(5, f"pl[{ramp(f'q * {VH}')}] = {bcast('T.uint64(0)')}")
+        emit(3, ("if" if index == 0 else "elif") + f" op == {index}:" if index < 3 else "else:")
+        emit(4, "for j in range(lo, hi):")
+        emit(5, f"for v in T.vectorized({W}):")
+        emit(6, f"act[rows[j * 3] + v] = act[rows[j * 3 + 1] + v] {sym} act[rows[j * 3 + 2] + v]")
+    # ------------------------------------------------------------------ 3. head
+    emit(1, "@T.prim_func(private=True)")
+    emit(1, f'def {name}_head(act_ptr: T.handle("uint64"), hslot_ptr: T.handle("int32"), '
+            f'hmask_ptr: T.handle("uint64"), out_ptr: T.handle("{odtype}"), pl_ptr: T.handle("uint64"), '
+            'nslot: T.int32, tau: T.float32):')
+    emit(2, f'act = T.decl_buffer(({NACT},), "uint64", data=act_ptr, align=8)')
+    emit(2, f'hslot = T.decl_buffer(({NCLS * K},), "int32", data=hslot_ptr, align=4)')
+    emit(2, f'hmask = T.decl_buffer(({NCLS * K},), "uint64", data=hmask_ptr, align=8)')
+    emit(2, f'out = T.decl_buffer(({TILE * NCLS},), "{odtype}", data=out_ptr, align=4)')
+    emit(2, f'pl = T.decl_buffer(({NBA * VH},), "uint64", data=pl_ptr, align=8)')
+    # Harley-Seal carry-save adders (16 words per step) into count planes, in SSA
+    emit(2, f"for wv, c in T.grid({W // VH}, {NCLS}):")
+    emit(3, f"for q in range({NBA}):")
+    emit(4, f"pl[{ramp(f'q * {VH}')}] = {bcast('T.uint64(0)')}")
 
     def out_word(index: str) -> str:
-        return f"(act[{ramp(f'base + hslot[{index}] + wv * {VH}')}] ^ {bcast(f'hmask[{index}]')})"
+        return f"(act[{ramp(f'hslot[{index}] + wv * {VH}')}] ^ {bcast(f'hmask[{index}]')})"
 
     counter = [0]
 
     def let(indent: int, expr: str) -> str:
         counter[0] += 1
-        name = f"t{counter[0]}"
-        emit(indent, f"{name}: T.let = {expr}")
-        return name
+        var = f"t{counter[0]}"
+        emit(indent, f"{var}: T.let = {expr}")
+        return var
 
     def csa(indent: int, acc: str, a: str, b: str) -> tuple[str, str]:
         """acc + a + b = 2 * carry + sum; returns (carry, sum)."""
@@ -222,12 +226,11 @@ def kernel_source(shape: KernelShape, *, prefetch: bool = True, head_words: int 
         total = let(indent, f"{u} ^ {b}")
         return carry, total
 
-    emit(4, f"for j16 in range({K // 16}):")
-    ind = 5
+    ind = 4
+    emit(3, f"for j16 in range({K // 16}):")
     emit(ind, f"hb: T.let = c * {K} + j16 * 16")
     d = [let(ind, out_word(f"hb + {i}")) for i in range(16)]
-    st = [let(ind, f"pl[{ramp(str(q * VH))}]") for q in range(4)]
-    ones, twos, fours, eights = st
+    ones, twos, fours, eights = [let(ind, f"pl[{ramp(str(q * VH))}]") for q in range(4)]
 
     def eights_from(block: list[str], ones: str, twos: str, fours: str):
         twos_a, ones = csa(ind, ones, block[0], block[1])
@@ -242,8 +245,8 @@ def kernel_source(shape: KernelShape, *, prefetch: bool = True, head_words: int 
     eights_a, ones, twos, fours = eights_from(d[:8], ones, twos, fours)
     eights_b, ones, twos, fours = eights_from(d[8:], ones, twos, fours)
     sixteens, eights = csa(ind, eights, eights_a, eights_b)
-    for q, name in enumerate((ones, twos, fours, eights)):
-        emit(ind, f"pl[{ramp(str(q * VH))}] = {name}")
+    for q, var in enumerate((ones, twos, fours, eights)):
+        emit(ind, f"pl[{ramp(str(q * VH))}] = {var}")
     carry = sixteens
     for q in range(4, NBA):
         plane = let(ind, f"pl[{ramp(str(q * VH))}]")
@@ -251,21 +254,53 @@ def kernel_source(shape: KernelShape, *, prefetch: bool = True, head_words: int 
         if q + 1 < NBA:
             carry = let(ind, f"{plane} & {carry}")
     # the last K % 16 words: one ripple each
-    emit(4, f"for j in range({K // 16 * 16}, {K}):")
-    carry = let(5, out_word(f"c * {K} + j"))
+    emit(3, f"for j in range({K // 16 * 16}, {K}):")
+    carry = let(4, out_word(f"c * {K} + j"))
     for q in range(NBA):
-        plane = let(5, f"pl[{ramp(str(q * VH))}]")
-        emit(5, f"pl[{ramp(str(q * VH))}] = {plane} ^ {carry}")
+        plane = let(4, f"pl[{ramp(str(q * VH))}]")
+        emit(4, f"pl[{ramp(str(q * VH))}] = {plane} ^ {carry}")
         if q + 1 < NBA:
-            carry = let(5, f"{plane} & {carry}")
+            carry = let(4, f"{plane} & {carry}")
     # decode planes -> per-sample counts
-    emit(4, f"for w, half in T.grid({VH}, 2):")
-    emit(5, "for s in T.vectorized(32):")
+    emit(3, f"for w, half in T.grid({VH}, 2):")
+    emit(4, "for s in T.vectorized(32):")
     count = " | ".join(
         f"(T.Cast(\"int32\", (T.Cast(\"uint32\", pl[{q * VH} + w] >> T.uint64(32 * half)) >> T.Cast(\"uint32\", s))"
         f" & T.uint32(1)) << {q})"
         for q in range(NB)
     )
     value = f"T.Cast(\"int32\", {count})" if counts_out else f"T.Cast(\"float32\", {count}) / tau"
-    emit(6, f"out[r0 + (wv * {VH} + w) * 64 + half * 32 + s, c] = {value}")
+    emit(5, f"out[((wv * {VH} + w) * 64 + half * 32 + s) * {NCLS} + c] = {value}")
+    # ------------------------------------------------------------------ entry: tiles over threads
+    emit(1, "@T.prim_func")
+    emit(1, f"def {name}(x_h: T.handle, enc_h: T.handle, en_h: T.handle, seg_h: T.handle, rows_h: T.handle,")
+    emit(1, "    " + " " * len(name) + "hslot_h: T.handle, hmask_h: T.handle, act_h: T.handle, bytes_h: T.handle, out_h: T.handle,")
+    emit(1, "    " + " " * len(name) + "tau: T.float32):")
+    emit(2, f'T.func_attr({{"global_symbol": "{name}", "tir.noalias": True}})')
+    for var in ("n", "nseg", "nrow", "nact", "nbytes"):
+        emit(2, f"{var} = T.int32()")
+    emit(2, f'x = T.match_buffer(x_h, (n, {D}), "{xdtype}", align=1, offset_factor=1)')
+    emit(2, f'encp = T.match_buffer(enc_h, ({CT},), "{xdtype}")')
+    emit(2, f'enb = T.match_buffer(en_h, ({CT},), "uint8")')
+    emit(2, 'seg = T.match_buffer(seg_h, (nseg,), "int32")')
+    emit(2, 'rows = T.match_buffer(rows_h, (nrow,), "int32")')
+    emit(2, f'hslot = T.match_buffer(hslot_h, ({NCLS * K},), "int32")')
+    emit(2, f'hmask = T.match_buffer(hmask_h, ({NCLS * K},), "uint64")')
+    emit(2, 'act = T.match_buffer(act_h, (nact,), "uint64")')
+    emit(2, 'byt = T.match_buffer(bytes_h, (nbytes,), "uint8")')
+    emit(2, f'out = T.match_buffer(out_h, (n, {NCLS}), "{odtype}", align=1, offset_factor=1)')
+    emit(2, f"nch: T.let = nbytes // {8 * NI}")
+    emit(2, "slot_words: T.let = nact // nch")
+    emit(2, f"nslot: T.let = slot_words // {W}")
+    emit(2, f"ntiles: T.let = n // {TILE}")
+    emit(2, "per: T.let = (ntiles + nch - 1) // nch")
+    emit(2, "for ch in T.parallel(nch):")
+    emit(3, f'pl = T.alloc_buffer(({NBA * VH},), "uint64", scope="local")')
+    emit(3, "tile_end: T.let = T.min(ch * per + per, ntiles)")
+    emit(3, "for tile in range(ch * per, tile_end):")
+    emit(4, "a_ptr: T.let = T.address_of(act[ch * slot_words])")
+    emit(4, f"Module.{name}_encode(T.address_of(x[tile * {TILE}, 0]), encp.data, enb.data, a_ptr, "
+            f"T.address_of(byt[ch * {8 * NI}]), nslot, T.Cast(\"int32\", tile + 1 < tile_end))")
+    emit(4, f"Module.{name}_gates(a_ptr, seg.data, rows.data, nslot, nseg, nrow)")
+    emit(4, f"Module.{name}_head(a_ptr, hslot.data, hmask.data, T.address_of(out[tile * {TILE}, 0]), pl.data, nslot, tau)")
     return "\n".join(lines) + "\n"

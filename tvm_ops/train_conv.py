@@ -16,25 +16,31 @@ other size (B, C, H, W, O) is symbolic, so one module per (dtype, depth, stride)
 
 CPU kernels (LLVM), in one module:
 
-* :data:`FWD` ``(xp, lc, ly, lx, c, out)``: ``out`` (B, O, Ho, Wo). Parallel over (sample, channel),
+* :data:`FWD` ``(xp, off, c, out)``: ``out`` (B, O, Ho, Wo). Parallel over (sample, channel),
   8 output columns per vector (contiguous leaf loads for stride 1). A row of ``Wo >= 8`` ends with
   one vector starting at ``Wo - 8`` (it recomputes a few outputs instead of a scalar tail);
   narrower rows run a scalar loop.
-* :data:`POOL_FWD` ``(xp, lc, ly, lx, c, out, arg)``: the tree + 2x2 OR pool (max, stride 2) of the
+* :data:`POOL_FWD` ``(xp, off, c, out, arg)``: the tree + 2x2 OR pool (max, stride 2) of the
   2024 paper. For 8 pooled columns it evaluates the tree at the 16 unpooled columns of both window
   rows (four contiguous vectors), keeps the maximum of each window and its position ``arg`` (uint8,
   row-major in the window: 0 = top-left .. 3 = bottom-right). Ties keep the first maximum and NaN
   wins, as ``torch.nn.functional.max_pool2d`` does on CPU; nothing else is stored.
-* :data:`BWD` ``(xp, lc, ly, lx, c, g, gxp, part)`` and :data:`POOL_BWD` ``(xp, lc, ly, lx, c, arg,
-  g, gxp, part)``: the batch is split into ``P`` chunks of samples (``P`` = threads, a runtime
-  size), one parallel task each. Per output channel and sample the task recomputes the tree (for
-  the pooled op: only at each window's winning position, gathered through ``arg``), back-propagates
-  through it in registers, accumulates the coefficient gradients per vector lane over one sample,
-  adds them into the chunk's partial sums ``part[p, o, g, k]`` (summed over chunks by the caller;
-  the sums stay two-level for float32 accuracy), and scatter-adds
-  the leaf gradients into the padded input gradient ``gxp`` by a scalar loop. A sample belongs to
-  exactly one task and its scatter is sequential, so overlapping receptive fields and repeated leaves
-  add race-free without atomics. ``gxp`` and ``part`` must be zeroed by the caller.
+* :data:`BWD` ``(xp, off, c, g, gxp, gx, part, gc)`` and :data:`POOL_BWD` ``(xp, off, c, arg, g,
+  gxp, gx, part, gc)``: the batch is split into ``P`` chunks of samples (``P`` = threads, a runtime
+  size), one parallel task each. A task zeroes its samples' padded input gradient ``gxp`` and its
+  partial sums; per output channel and sample it recomputes the tree (for the pooled op: only at
+  each window's winning position), back-propagates through it in registers, accumulates the
+  coefficient gradients per vector lane over one sample, adds them into its partial sums
+  ``part[p, o, g, k]`` (two-level sums for float32 accuracy), and adds the leaf gradients into
+  ``gxp``; finally it copies the interior of its samples' ``gxp`` into ``gx`` (the crop). A second
+  parallel loop sums the partial sums into ``gc``. A sample belongs to exactly one task and its
+  updates are sequential, so overlapping receptive fields and repeated leaves add race-free
+  without atomics. Stride 1, pooled: the leaves of 8 windows are read as the two 16-wide input rows
+  under them (vector loads, even / odd lanes split by shuffles, each lane's winner selected by
+  ``arg``) and their gradients added back the same way, masked to the winners; otherwise gathered
+  and scattered per lane. ``gxp`` and ``part`` are scratch and ``gx``, ``gc`` fully written (pass
+  ``torch.empty``); the padding is symmetric: ``(Hp - H) / 2`` rows and ``(Wp - W) / 2`` columns.
+  No torch op runs between the kernels.
 
 Buffers are declared with element alignment only, so views at any offset are safe; the leaf tables
 are int32 and must be validated by the caller (no bounds checks inside).
@@ -45,7 +51,7 @@ __all__ = ["VEC", "KERNEL_VERSION", "FWD", "BWD", "POOL_FWD", "POOL_BWD", "cpu_m
            "CUDA_FWD", "CUDA_POOL_FWD", "CUDA_LEAF", "CUDA_POOL_LEAF", "CUDA_GX", "CUDA_POOL_GX"]
 
 VEC = 8  # output columns per vector (AVX2: 8 x float32)
-KERNEL_VERSION = 2  # bump when the kernels change (part of the on-disk cache key)
+KERNEL_VERSION = 3  # bump when the kernels change (part of the on-disk cache key)
 
 FWD = "lgn_tree_conv_fwd"
 BWD = "lgn_tree_conv_bwd"
@@ -159,6 +165,38 @@ def _funcs(dtype: str, depth: int, stride: int, cuda_threads: int = 0, serial: b
             [T.Select(w == T.Broadcast(2, V), gj, zv), T.Select(w == T.Broadcast(3, V), gj, zv)], INTERLEAVE)
 
     @T.macro
+    def task_prologue(gxf, part, p, rows, B, C, Hp, Wp, O):
+        """Zero the task's partial sums and the padded input gradient of its samples."""
+        for o, g, k in T.grid(O, G, 4):
+            part[p, o, g, k] = T.Cast(dtype, zero)
+        for r in range(T.max(T.min(rows, B - p * rows), 0)):
+            for io in range(C * Hp * Wp // V):
+                for i in T.vectorized(V):
+                    gxf[(p * rows + r) * (C * Hp * Wp) + io * V + i] = T.Cast(dtype, zero)
+            for it in range(C * Hp * Wp % V):
+                gxf[(p * rows + r) * (C * Hp * Wp) + C * Hp * Wp // V * V + it] = T.Cast(dtype, zero)
+
+    @T.macro
+    def task_epilogue(gxp, gx, p, rows, B, C, H, W, Hp, Wp):
+        """Copy the interior of the task's samples' padded input gradient into ``gx`` (the crop)."""
+        for r, ch, y in T.grid(T.max(T.min(rows, B - p * rows), 0), C, H):
+            for xo in range(W // V):
+                for i in T.vectorized(V):
+                    gx[p * rows + r, ch, y, xo * V + i] = gxp[p * rows + r, ch, y + (Hp - H) // 2, xo * V + i + (Wp - W) // 2]
+            for xt in range(W % V):
+                gx[p * rows + r, ch, y, W // V * V + xt] = gxp[p * rows + r, ch, y + (Hp - H) // 2,
+                                                                W // V * V + xt + (Wp - W) // 2]
+
+    @T.macro
+    def reduce_parts(part, gc, P, O):
+        """``gc[o] = sum_p part[p, o]``, parallel over output channels."""
+        for o in T.parallel(O):
+            for g, k in T.grid(G, 4):
+                gc[o, g, k] = part[0, o, g, k]
+                for q in range(1, P):
+                    gc[o, g, k] = gc[o, g, k] + part[q, o, g, k]
+
+    @T.macro
     def zero_acc(acc):
         for g, k in T.grid(G, 4):
             for i in T.vectorized(V):
@@ -264,7 +302,8 @@ def _funcs(dtype: str, depth: int, stride: int, cuda_threads: int = 0, serial: b
 
     # ----------------------------------------------------------------------------------- backward
     @T.prim_func
-    def bwd(xp_h: T.handle, off_h: T.handle, c_h: T.handle, g_h: T.handle, gxp_h: T.handle, part_h: T.handle):
+    def bwd(xp_h: T.handle, off_h: T.handle, c_h: T.handle, g_h: T.handle, gxp_h: T.handle, gx_h: T.handle,
+            part_h: T.handle, gc_h: T.handle):
         T.func_attr({"global_symbol": BWD, "tirx.noalias": True})
         B = T.int32()
         C = T.int32()
@@ -274,16 +313,21 @@ def _funcs(dtype: str, depth: int, stride: int, cuda_threads: int = 0, serial: b
         Ho = T.int32()
         Wo = T.int32()
         P = T.int32()
+        H = T.int32()
+        W = T.int32()
         xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
         off = T.match_buffer(off_h, (O, L), "int32", align=4, offset_factor=1)
         c = T.match_buffer(c_h, (O, G, 4), dtype, align=al, offset_factor=1)
         gout = T.match_buffer(g_h, (B, O, Ho, Wo), dtype, align=al, offset_factor=1)
         gxp = T.match_buffer(gxp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
+        gx = T.match_buffer(gx_h, (B, C, H, W), dtype, align=al, offset_factor=1)
         part = T.match_buffer(part_h, (P, O, G, 4), dtype, align=al, offset_factor=1)
+        gc = T.match_buffer(gc_h, (O, G, 4), dtype, align=al, offset_factor=1)
         xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
         gxf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=gxp.data, elem_offset=gxp.elem_offset)
         rows = (B + P - 1) // P
         for p in T.parallel(P):
+            task_prologue(gxf, part, p, rows, B, C, Hp, Wp, O)
             v = T.alloc_buffer((N, V), dtype, scope="local")
             gv = T.alloc_buffer((N, V), dtype, scope="local")
             acc = T.alloc_buffer((G, 4, V), dtype, scope="local")
@@ -310,10 +354,12 @@ def _funcs(dtype: str, depth: int, stride: int, cuda_threads: int = 0, serial: b
                             backprop_scalar(u, gu, acc, c, o)
                             scatter_scalar(gxf, gu, off, (p * rows + r) * (C * Hp * Wp), o, oy * S * Wp + ox * S)
                     flush_acc(acc, part, p, o)
+            task_epilogue(gxp, gx, p, rows, B, C, H, W, Hp, Wp)
+        reduce_parts(part, gc, P, O)
 
     @T.prim_func
     def pool_bwd(xp_h: T.handle, off_h: T.handle, c_h: T.handle, arg_h: T.handle, g_h: T.handle, gxp_h: T.handle,
-                 part_h: T.handle):
+                 gx_h: T.handle, part_h: T.handle, gc_h: T.handle):
         T.func_attr({"global_symbol": POOL_BWD, "tirx.noalias": True})
         B = T.int32()
         C = T.int32()
@@ -323,17 +369,22 @@ def _funcs(dtype: str, depth: int, stride: int, cuda_threads: int = 0, serial: b
         Hq = T.int32()
         Wq = T.int32()
         P = T.int32()
+        H = T.int32()
+        W = T.int32()
         xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
         off = T.match_buffer(off_h, (O, L), "int32", align=4, offset_factor=1)
         c = T.match_buffer(c_h, (O, G, 4), dtype, align=al, offset_factor=1)
         arg = T.match_buffer(arg_h, (B, O, Hq, Wq), "uint8", align=1, offset_factor=1)
         gout = T.match_buffer(g_h, (B, O, Hq, Wq), dtype, align=al, offset_factor=1)
         gxp = T.match_buffer(gxp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
+        gx = T.match_buffer(gx_h, (B, C, H, W), dtype, align=al, offset_factor=1)
         part = T.match_buffer(part_h, (P, O, G, 4), dtype, align=al, offset_factor=1)
+        gc = T.match_buffer(gc_h, (O, G, 4), dtype, align=al, offset_factor=1)
         xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
         gxf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=gxp.data, elem_offset=gxp.elem_offset)
         rows = (B + P - 1) // P
         for p in T.parallel(P):
+            task_prologue(gxf, part, p, rows, B, C, Hp, Wp, O)
             v = T.alloc_buffer((N, V), dtype, scope="local")
             gv = T.alloc_buffer((N, V), dtype, scope="local")
             acc = T.alloc_buffer((G, 4, V), dtype, scope="local")
@@ -386,6 +437,8 @@ def _funcs(dtype: str, depth: int, stride: int, cuda_threads: int = 0, serial: b
                                            (2 * py + T.Cast("int32", arg[p * rows + r, o, py, px]) // 2) * S * Wp
                                            + (2 * px + T.Cast("int32", arg[p * rows + r, o, py, px]) % 2) * S)
                     flush_acc(acc, part, p, o)
+            task_epilogue(gxp, gx, p, rows, B, C, H, W, Hp, Wp)
+        reduce_parts(part, gc, P, O)
 
     return fwd, bwd, pool_fwd, pool_bwd
 

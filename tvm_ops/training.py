@@ -323,10 +323,24 @@ def _pad(x: torch.Tensor, padding: int) -> torch.Tensor:
     return x
 
 
-def _crop(gxp: torch.Tensor, padding: int, height: int, width: int) -> torch.Tensor:
-    if padding:
-        return gxp[:, :, padding:padding + height, padding:padding + width]
-    return gxp
+def _conv_backward(ctx, name, extra, grad_out, xp, off, coefficients, height, width):
+    """Run a tree-conv backward kernel: ``(grad_x, grad_coefficients)``, each ``None`` when not needed.
+    The kernel zeroes its scratch, crops the padding and sums the per-task partial sums itself, so
+    no torch op runs between the kernels (each would wake torch's thread pool against TVM's)."""
+    g = grad_out.to(xp.dtype).contiguous()
+    batch, channels = xp.shape[:2]
+    grad_x = torch.empty(batch, channels, height, width, dtype=xp.dtype)
+    grad_c = torch.empty(coefficients.shape, dtype=xp.dtype)
+    if g.numel() and grad_x.numel():
+        p = _threads(batch)
+        gxp = torch.empty_like(xp)  # scratch: the padded input gradient
+        part = torch.empty(p, *coefficients.shape, dtype=xp.dtype)  # scratch: per-task partial sums
+        ctx.mod[name](_dl(xp), _dl(off), _dl(coefficients), *(_dl(t) for t in extra), _dl(g), _dl(gxp), _dl(grad_x),
+                      _dl(part), _dl(grad_c))
+    else:
+        grad_x.zero_()
+        grad_c.zero_()
+    return (grad_x if ctx.needs_input_grad[0] else None), (grad_c if ctx.needs_input_grad[2] else None)
 
 
 class _TvmTreeConv(torch.autograd.Function):
@@ -349,16 +363,8 @@ class _TvmTreeConv(torch.autograd.Function):
         from . import train_conv
 
         xp, off, coefficients = ctx.saved_tensors
-        padding, height, width = ctx.geometry
-        g = grad_out.to(xp.dtype).contiguous()
-        p = _threads(xp.shape[0])
-        gxp = torch.zeros_like(xp)
-        part = torch.zeros(p, *coefficients.shape, dtype=xp.dtype)
-        if g.numel():
-            ctx.mod[train_conv.BWD](_dl(xp), _dl(off), _dl(coefficients), _dl(g), _dl(gxp),
-                                    _dl(part))
-        grad_x = _crop(gxp, padding, height, width) if ctx.needs_input_grad[0] else None
-        grad_c = part.sum(0) if ctx.needs_input_grad[2] else None
+        _, height, width = ctx.geometry
+        grad_x, grad_c = _conv_backward(ctx, train_conv.BWD, (), grad_out, xp, off, coefficients, height, width)
         return grad_x, None, grad_c, None, None, None
 
 
@@ -383,16 +389,9 @@ class _TvmTreeConvOrPool(torch.autograd.Function):
         from . import train_conv
 
         xp, off, coefficients, arg = ctx.saved_tensors
-        padding, height, width = ctx.geometry
-        g = grad_out.to(xp.dtype).contiguous()
-        p = _threads(xp.shape[0])
-        gxp = torch.zeros_like(xp)
-        part = torch.zeros(p, *coefficients.shape, dtype=xp.dtype)
-        if g.numel():
-            ctx.mod[train_conv.POOL_BWD](_dl(xp), _dl(off), _dl(coefficients), _dl(arg), _dl(g),
-                                         _dl(gxp), _dl(part))
-        grad_x = _crop(gxp, padding, height, width) if ctx.needs_input_grad[0] else None
-        grad_c = part.sum(0) if ctx.needs_input_grad[2] else None
+        _, height, width = ctx.geometry
+        grad_x, grad_c = _conv_backward(ctx, train_conv.POOL_BWD, (arg,), grad_out, xp, off, coefficients, height,
+                                        width)
         return grad_x, None, grad_c, None, None, None
 
 

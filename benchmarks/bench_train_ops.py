@@ -12,6 +12,8 @@
   backend "tvm"), interleaved, median and best; peak memory per implementation measured in a fresh
   subprocess as the growth of its peak resident set (VmHWM) over one step (TVM imported and its
   kernels loaded before, as in a training run); first-use compile time of the conv kernels.
+* CUDA: whether the dense and tree-conv kernels' CUDA builds work here (CUDA C generated without a
+  GPU, compiled to PTX by nvcc where installed) and how long that takes; reported, never fatal.
 * ``--sweep``: the same at batch 128 over several widths (the data behind the ``auto`` threshold).
 * ``--epoch``: one training epoch of ``timm.create_model("lgn_dense_s")`` on MNIST (Adam 0.01, batch
   128) with each backend (minutes).
@@ -214,6 +216,20 @@ def _conv_section(batch: int, repeats: int) -> None:
           f"backward) {t_compile:.2f} s (cold cache, once per machine: every size shares them)")
 
 
+def _cuda_section() -> None:
+    print("\n## CUDA builds (no GPU here: code generation, plus an nvcc compile to PTX where nvcc exists)\n")
+    for label, fn in (("dense", lambda: training.build_dense_cuda("float32")),
+                      ("tree conv d=3 s=1", lambda: training.build_conv_cuda("float32", 3, 1))):
+        t = time.perf_counter()
+        try:
+            result = fn()
+        except RuntimeError as exc:
+            print(f"- {label}: unavailable ({exc})")
+            continue
+        state = "compiled to PTX by nvcc" if result.compiled else f"not compiled ({result.reason})"
+        print(f"- {label}: CUDA C generated, {state}, {time.perf_counter() - t:.2f} s")
+
+
 def _epoch(backend: str, limit: int | None):
     import timm
 
@@ -259,6 +275,7 @@ def main() -> None:
 
     print("$ python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]))
     print(f"# {_machine()}")
+    print(f"# load average at start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     t_import, t_cold, t_warm = _compile_times()
     n, batch = args.features, args.batch
     times, diff = _compare(n, n, batch, args.repeats)
@@ -276,6 +293,8 @@ def main() -> None:
 
     if not args.no_conv:
         _conv_section(args.conv_batch, args.repeats)
+
+    _cuda_section()
 
     if args.sweep:
         print("\n## batch 128, width w -> w (median of interleaved runs)\n")
@@ -295,6 +314,8 @@ def main() -> None:
         for backend in ("torch", "tvm"):
             secs, steps, acc = _epoch(backend, limit)
             print(f"| {backend} | {secs:.1f} | {steps} | {secs / steps * 1e3:.0f} | {acc:.4f} |")
+
+    print(f"\n# load average at end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -278,3 +278,27 @@ def test_cuda_build():
         assert result.compiled, result.reason
     else:
         assert "nvcc not found" in result.reason
+
+
+def test_cuda_kernels_compute_the_same_on_cpu():
+    """The CUDA kernels with their thread loops made serial, compiled for the CPU: the values of the
+    formulas and index maths that the CUDA build compiles (forward, coefficient sums, gradient gather)."""
+    import tvm
+
+    from tvm_ops import train_dense
+
+    x, in_a, in_b, c, grad = _case(5, 11, 40, torch.float64, seed=9)
+    in_a[:5] = in_b[:5] = 3  # one input feeding many neurons, and ia == ib
+    ref_out, ref_gx, ref_gc = _reference(x, in_a, in_b, c, grad)
+    mod = tvm.compile(train_dense.cuda_module("float64", threads=16, serial=True), target=build.host_target())
+    dl = tvm.runtime.from_dlpack
+    ia, ib = in_a.int(), in_b.int()
+    out = torch.empty(5, 40, dtype=torch.float64)
+    gc = torch.empty(40, 4, dtype=torch.float64)
+    gx = torch.full((5, 11), 7.0, dtype=torch.float64)
+    mod[train_dense.CUDA_FWD](dl(x), dl(ia), dl(ib), dl(c), dl(out))
+    mod[train_dense.CUDA_COEF](dl(x), dl(ia), dl(ib), dl(grad), dl(gc))
+    ptr, neuron, partner, role = training.consumer_index(in_a, in_b, 11)
+    mod[train_dense.CUDA_GX](dl(x), dl(c), dl(grad), dl(ptr), dl(neuron), dl(partner), dl(role), dl(gx))
+    for name, got, ref in (("out", out, ref_out), ("grad_x", gx, ref_gx), ("grad_c", gc, ref_gc)):
+        torch.testing.assert_close(got, ref, atol=1e-12, rtol=1e-12, msg=lambda m: f"{name}: {m}")

@@ -304,7 +304,7 @@ def cpu_module(dtype: str = "float32"):
 
 # --------------------------------------------------------------------------------------------- CUDA
 
-def cuda_module(dtype: str = "float32", threads: int = 256):
+def cuda_module(dtype: str = "float32", threads: int = 256, serial: bool = False):
     """IRModule with the CUDA kernels (thread-bound ``s_tir`` schedules).
 
     ``c`` and ``gc`` are (N, 4), as on the CPU.
@@ -315,10 +315,20 @@ def cuda_module(dtype: str = "float32", threads: int = 256):
     * :data:`CUDA_GX` ``(x, c, g, ptr, cj, cp, crole, gx)``: input gradients as a gather over the
       inverse index: input ``i``'s consumers are ``ptr[i]:ptr[i+1]``, each with its neuron ``cj``,
       the partner input ``cp`` and ``crole`` (1 if ``i`` is the neuron's ``a``, 2 if its ``b``).
+
+    ``serial=True`` leaves the thread loops as plain loops: the same kernels for an LLVM target, so
+    tests can check their values on a machine without a GPU.
     """
     import tvm
     from tvm import s_tir, te
     from tvm.script import tirx as T
+
+    def bind(sch, loop, tag):
+        if not serial:
+            sch.bind(loop, tag)
+
+    def thread_loop(extent, tag):
+        return T.serial(extent) if serial else T.thread_binding(extent, thread=tag)
 
     B, NI, N = te.var("B"), te.var("NI"), te.var("N")
     x = te.placeholder((B, NI), dtype, name="x")
@@ -335,8 +345,8 @@ def cuda_module(dtype: str = "float32", threads: int = 256):
     sch = s_tir.Schedule(te.create_prim_func([x, ia, ib, c, out]))
     fused = sch.fuse(*sch.get_loops(sch.get_sblock("out")))
     bx, tx = sch.split(fused, factors=[None, threads])
-    sch.bind(bx, "blockIdx.x")
-    sch.bind(tx, "threadIdx.x")
+    bind(sch, bx, "blockIdx.x")
+    bind(sch, tx, "threadIdx.x")
     fwd = sch.mod["main"].with_attr("global_symbol", CUDA_FWD)
 
     rb = te.reduce_axis((0, B), name="rb")
@@ -353,8 +363,8 @@ def cuda_module(dtype: str = "float32", threads: int = 256):
     j, k, _ = sch.get_loops(sch.get_sblock("gc"))
     fused = sch.fuse(j, k)
     bx, tx = sch.split(fused, factors=[None, threads])
-    sch.bind(bx, "blockIdx.x")
-    sch.bind(tx, "threadIdx.x")
+    bind(sch, bx, "blockIdx.x")
+    bind(sch, tx, "threadIdx.x")
     coef = sch.mod["main"].with_attr("global_symbol", CUDA_COEF)
 
     @T.prim_func
@@ -373,8 +383,8 @@ def cuda_module(dtype: str = "float32", threads: int = 256):
         cp = T.match_buffer(cp_h, (E,), "int32", offset_factor=1)
         crole = T.match_buffer(crole_h, (E,), "int32", offset_factor=1)
         gx = T.match_buffer(gx_h, (Bv, NIv), dtype, offset_factor=1)
-        for bx in T.thread_binding((Bv * NIv + threads - 1) // threads, thread="blockIdx.x"):
-            for tx in T.thread_binding(threads, thread="threadIdx.x"):
+        for bx in thread_loop((Bv * NIv + threads - 1) // threads, "blockIdx.x"):
+            for tx in thread_loop(threads, "threadIdx.x"):
                 acc = T.alloc_buffer((1,), dtype, scope="local")
                 if bx * threads + tx < Bv * NIv:
                     acc[0] = T.Cast(dtype, 0)

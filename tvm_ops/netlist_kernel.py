@@ -85,7 +85,8 @@ def build_kernel(shape: KernelShape, target: dict):
 
 
 def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool = True,
-                  head_words: int = 0) -> str:
+                  head_words: int = 0, prefetch_in_gates: bool = True, prefetch_hint: int = 2,
+                  row_by_row: bool = True) -> str:
     """TVMScript source of the kernel: an IRModule with the entry function ``name`` and three
     subroutines ``name_encode``, ``name_gates`` and ``name_head`` that it calls once per tile (small
     functions keep LLVM's register allocation tight: one big function spilled the gate loop's
@@ -156,19 +157,42 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     emit(3, "for g in range(8):")
     emit(4, "row0: T.let = w * 64 + g * 8")
     if prefetch:
-        emit(4, "if has_next != 0:")
+        emit(4, "if has_next == 1:")
         emit(5, f"for li in range({lines_per_group}):")
         emit(6, f'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", '
-                f'T.address_of(x[(row0 + {TILE}) * {D} + li * {64 // esize}]), 0, 2, 1))')
-    emit(4, f"for ct in range({CT}):")
-    if HW // VE:
-        emit(5, f"for ho in range({HW // VE}):")
-        emit(6, f"for v in T.vectorized({VE}):")
-        emit(7, f"byt[g * {NI} + ct * {HW} + ho * {VE} + v] = {enc_expr(f'ho * {VE} + v')}")
-    if HW % VE:
-        tail = HW // VE * VE
-        emit(5, f"for v in T.vectorized({HW % VE}):")
-        emit(6, f"byt[g * {NI} + ct * {HW} + {tail} + v] = {enc_expr(f'{tail} + v')}")
+                f'T.address_of(x[(row0 + {TILE}) * {D} + li * {64 // esize}]), 0, {prefetch_hint}, 1))')
+    def row_expr(k: int, pos: str) -> str:
+        """Bit k of the byte: sample row0 + k at positions ``pos``."""
+        xv = f"x[(row0 + {k}) * {D} + (ct // {TH}) * {HW} + {pos}]"
+        cond = f"{xv} >= encp[ct]" if is_u8 else f"{xv} > encp[ct]"
+        term = f"T.Select({cond}, T.uint8({1 << k}), T.uint8(0))"
+        return f"({term} & enb[ct])" if is_u8 else term
+
+    if row_by_row:  # one sample row after another: the input is read as one sequential stream
+        for k in range(8):
+            emit(4, f"for ct in range({CT}):")
+            for start, count, width in ((None, HW // VE, VE), (HW // VE * VE, 1, HW % VE)):
+                if not count or not width:
+                    continue
+                pos = f"ho * {VE} + v" if start is None else f"{start} + v"
+                ind = 5
+                if start is None:
+                    emit(ind, f"for ho in range({count}):")
+                    ind += 1
+                emit(ind, f"for v in T.vectorized({width}):")
+                idx = f"g * {NI} + ct * {HW} + {pos}"
+                value = row_expr(k, pos) if k == 0 else f"byt[{idx}] | {row_expr(k, pos)}"
+                emit(ind + 1, f"byt[{idx}] = {value}")
+    else:
+        emit(4, f"for ct in range({CT}):")
+        if HW // VE:
+            emit(5, f"for ho in range({HW // VE}):")
+            emit(6, f"for v in T.vectorized({VE}):")
+            emit(7, f"byt[g * {NI} + ct * {HW} + ho * {VE} + v] = {enc_expr(f'ho * {VE} + v')}")
+        if HW % VE:
+            tail = HW // VE * VE
+            emit(5, f"for v in T.vectorized({HW % VE}):")
+            emit(6, f"byt[g * {NI} + ct * {HW} + {tail} + v] = {enc_expr(f'{tail} + v')}")
     if NI // VB:
         emit(3, f"for io in range({NI // VB}):")
         emit(4, f"for v in T.vectorized({VB}):")
@@ -180,8 +204,10 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     # ------------------------------------------------------------------ 2. gates (rows: slot * W)
     emit(1, "@T.prim_func(private=True)")
     emit(1, f'def {name}_gates(act_ptr: T.handle("uint64"), seg_ptr: T.handle("int32"), '
-            'rows_ptr: T.handle("int32"), nslot: T.int32, nseg: T.int32, nrow: T.int32):')
+            f'rows_ptr: T.handle("int32"), nslot: T.int32, nseg: T.int32, nrow: T.int32, '
+            f'pf_ptr: T.handle("{xdtype}"), pf_step: T.int64):')
     emit(2, f'act = T.decl_buffer(({NACT},), "uint64", data=act_ptr, align=8)')
+    emit(2, f'pf = T.decl_buffer(({TILE * D},), "{xdtype}", data=pf_ptr, align={esize})')
     emit(2, 'seg = T.decl_buffer((nseg,), "int32", data=seg_ptr, align=4)')
     emit(2, 'rows = T.decl_buffer((nrow,), "int32", data=rows_ptr, align=4)')
     emit(2, "for s in range(nseg // 3):")
@@ -191,6 +217,9 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     for index, sym in enumerate(("&", "& ~", "|", "^")):
         emit(3, ("if" if index == 0 else "elif") + f" op == {index}:" if index < 3 else "else:")
         emit(4, "for j in range(lo, hi):")
+        if prefetch:  # spread over the gate rows: line (j * pf_step) >> 16 of the next tile's input
+            emit(5, 'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", T.address_of(pf[T.Cast("int32", '
+                    f'(T.Cast("int64", j) * pf_step) >> T.int64(16)) * {64 // esize}]), 0, {prefetch_hint}, 1))')
         emit(5, f"for v in T.vectorized({W}):")
         emit(6, f"act[rows[j * 3] + v] = act[rows[j * 3 + 1] + v] {sym} act[rows[j * 3 + 2] + v]")
     # ------------------------------------------------------------------ 3. head
@@ -297,10 +326,19 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     emit(2, "for ch in T.parallel(nch):")
     emit(3, f'pl = T.alloc_buffer(({NBA * VH},), "uint64", scope="local")')
     emit(3, "tile_end: T.let = T.min(ch * per + per, ntiles)")
+    # The gate rows prefetch the next tile's input, one line every 65536 / pf_step rows, when there
+    # are enough rows to cover it (else the encode prefetches it).
+    emit(3, f"tile_lines: T.let = {-(-TILE * D * esize // 64)}")
+    emit(3, "grows: T.let = T.max(nrow // 3, 1)")
+    emit(3, "by_gates: T.let = grows >= tile_lines" + ("" if prefetch_in_gates else " and False"))
+    emit(3, "pf_step: T.let = T.if_then_else(by_gates, (T.Cast(\"int64\", tile_lines) * T.int64(65536) - T.int64(1)) "
+            "// T.Cast(\"int64\", grows), T.int64(0))")
     emit(3, "for tile in range(ch * per, tile_end):")
     emit(4, "a_ptr: T.let = T.address_of(act[ch * slot_words])")
+    emit(4, "has_next: T.let = tile + 1 < tile_end")
     emit(4, f"Module.{name}_encode(T.address_of(x[tile * {TILE}, 0]), encp.data, enb.data, a_ptr, "
-            f"T.address_of(byt[ch * {8 * NI}]), nslot, T.Cast(\"int32\", tile + 1 < tile_end))")
-    emit(4, f"Module.{name}_gates(a_ptr, seg.data, rows.data, nslot, nseg, nrow)")
+            f"T.address_of(byt[ch * {8 * NI}]), nslot, T.Cast(\"int32\", has_next and not by_gates))")
+    emit(4, f"Module.{name}_gates(a_ptr, seg.data, rows.data, nslot, nseg, nrow, "
+            f"T.address_of(x[T.min(tile + 1, ntiles - 1) * {TILE}, 0]), T.if_then_else(has_next, pf_step, T.int64(0)))")
     emit(4, f"Module.{name}_head(a_ptr, hslot.data, hmask.data, T.address_of(out[tile * {TILE}, 0]), pl.data, nslot, tau)")
     return "\n".join(lines) + "\n"

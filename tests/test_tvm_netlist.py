@@ -159,3 +159,51 @@ def test_bad_netlists_are_refused_before_compiling():
         tvm_ops.compile_netlist(object())
     with pytest.raises(ValueError, match="target"):
         tvm_ops.compile_netlist(net, target="llvm -mcpu=native")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tile_boundaries_and_threads(threads):
+    """Batches around the tile (512 samples): the padded tail, several tiles per thread (the gate
+    loop prefetches the next tile's rows), uneven splits over threads; uint8 and float input."""
+    net, _ = compiled("mnist_layered")
+    cn = tvm_ops.compile_netlist(net, threads=threads)
+    assert cn.tile_samples == 512
+    rng = np.random.default_rng(threads)
+    x8 = rng.integers(0, 256, (4097,) + net.encoding.input_shape, dtype=np.uint8)
+    for batch in (1, 511, 512, 513, 1536, 2559, 4097):
+        assert np.array_equal(cn(x8[:batch]), net.evaluate(x8[:batch])), batch
+    xf = x8[:2600].astype(np.float32) / 255 + np.float32(1e-3)
+    assert np.array_equal(cn(xf), net.evaluate(xf))
+
+
+def test_few_gates_many_tiles():
+    """A net with fewer gate rows than input cache lines per tile (the encode prefetches instead)."""
+    net, _ = compiled("small_group")
+    cn = tvm_ops.compile_netlist(net, threads=1)
+    x8 = np.random.default_rng(9).integers(0, 256, (3 * cn.tile_samples + 7,) + net.encoding.input_shape,
+                                           dtype=np.uint8)
+    assert np.array_equal(cn(x8), net.evaluate(x8))
+
+
+@pytest.mark.parametrize("tile_words", [4, 8, 16])
+def test_encode_without_tails_and_other_tiles(tile_words):
+    """64 positions per channel (no tail in the 64-wide encode), 384 inputs (no tail when packing),
+    a class group of 16 (no ripple tail in the head), tiles of 256, 512 and 1024 samples."""
+    net = random_netlist(4, input_shape=(2, 8, 8), thresholds=3, widths=(300, 160), num_classes=10,
+                         group_size=16)
+    cn = tvm_ops.compile_netlist(net, threads=2, tile_words=tile_words)
+    assert cn.tile_samples == 64 * tile_words
+    x8 = np.random.default_rng(tile_words).integers(0, 256, (2 * cn.tile_samples + 300, 2, 8, 8), dtype=np.uint8)
+    assert np.array_equal(cn(x8), net.evaluate(x8))
+    assert np.array_equal(cn.counts(x8[:1]), net.evaluate_bits(net.encode(x8[:1])))
+
+
+def test_many_gates_few_inputs_many_tiles():
+    """More gate rows than input cache lines per tile: the gate loop prefetches the next tile."""
+    net = random_netlist(6, input_shape=(1, 4, 4), widths=(400, 400, 300), num_classes=3, group_size=100)
+    cn = tvm_ops.compile_netlist(net, threads=1)
+    assert cn.stats["gates_live"] > cn.tile_samples * 16 // 64  # rows > cache lines of a tile's input
+    x8 = np.random.default_rng(6).integers(0, 256, (4 * cn.tile_samples + 5, 1, 4, 4), dtype=np.uint8)
+    assert np.array_equal(cn(x8), net.evaluate(x8))
+    xf = x8.astype(np.float32) / 255
+    assert np.array_equal(cn(xf), net.evaluate(xf))

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .build import set_num_threads
 from .netlist_kernel import KERNEL_NAME, KernelShape, build_kernel, host_target
 from .netlist_plan import NetlistArrays, Plan, make_plan, netlist_arrays, uint8_cuts
 
@@ -36,7 +37,9 @@ def clear_kernel_cache() -> None:
 
 
 def _default_threads() -> int:
-    env = os.environ.get("TVM_NUM_THREADS")
+    from . import build
+
+    env = None if build._WE_SET_ENV else os.environ.get("TVM_NUM_THREADS")
     if env:
         try:
             return max(1, int(env))
@@ -199,11 +202,14 @@ class CompiledNetlist:
         return np.ascontiguousarray(x).reshape(x.shape[0], -1)
 
     def _scratch_for(self, threads: int):
-        if self._scratch is None or self._scratch[0].shape[0] != threads * self.plan.num_slots * self.tile_words:
-            act = _aligned(np.zeros(threads * self.plan.num_slots * self.tile_words, dtype=np.uint64))
-            byt = _aligned(np.zeros(threads * 8 * self.plan.num_inputs, dtype=np.uint8))
-            self._scratch = (act, byt)
-        return self._scratch
+        """Per-thread scratch for ``threads`` (<= self.threads) chunks: views of one allocation."""
+        slot_words, byte_words = self.plan.num_slots * self.tile_words, 8 * self.plan.num_inputs
+        if self._scratch is None:
+            n = max(self.threads, threads)
+            self._scratch = (_aligned(np.zeros(n * slot_words, dtype=np.uint64)),
+                             _aligned(np.zeros(n * byte_words, dtype=np.uint8)))
+        act, byt = self._scratch
+        return act[: threads * slot_words], byt[: threads * byte_words]
 
     def __call__(self, x: Any) -> np.ndarray:
         """Float32 class scores (B, num_classes) = counts / tau, as ``netlist.evaluate``."""
@@ -220,6 +226,7 @@ class CompiledNetlist:
             act, byt = self._scratch_for(threads)
             common = (enc, en, self._segments, self._rows, self._hslot, self._hmask)
             if full:
+                set_num_threads(threads)
                 func(x[:full], *common, act, byt, out[:full], self._tau32)
             if full < batch:
                 act1, byt1 = act[: self.plan.num_slots * self.tile_words], byt[: 8 * self.plan.num_inputs]
@@ -312,13 +319,12 @@ def _get_kernel(shape: KernelShape, target: dict):
 
 
 def _set_tvm_threads(threads: int) -> None:
-    os.environ.setdefault("TVM_NUM_THREADS", str(threads))
-    from tvm_ffi import get_global_func
+    """Size TVM's worker pool for the whole machine before its first parallel launch (it cannot grow
+    later); each call then asks for the workers it needs (``build.set_num_threads``)."""
+    from .build import prepare_thread_pool
 
-    try:
-        get_global_func("runtime.config_threadpool")(0, int(threads))
-    except Exception:  # pragma: no cover  (older runtimes: TVM_NUM_THREADS applies)
-        pass
+    del threads
+    prepare_thread_pool()
 
 
 def compile_netlist(netlist: Any, *, target: Optional[dict] = None, threads: Optional[int] = None,

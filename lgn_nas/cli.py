@@ -131,24 +131,36 @@ def run_info(args: argparse.Namespace) -> int:
 
     from .discretize import discretize
 
-    _check_model(args.model)
     kwargs = parse_model_kwargs(args.model_kwargs)
-    torch.manual_seed(args.seed)
-    try:
-        model = timm.create_model(args.model, **kwargs)
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"cannot build {args.model} with {kwargs}: {error}") from error
-    netlist = discretize(model)
+    trained = Path(args.model).is_dir()
+    if trained:
+        from .train import load_run_model
+
+        if kwargs:
+            raise UsageError("--model-kwargs applies to a model name, not to a trained run directory")
+        try:
+            model = load_run_model(args.model)
+        except (OSError, ValueError, KeyError) as error:
+            raise UsageError(f"cannot load the trained model in {args.model}: {error}") from error
+    else:
+        _check_model(args.model)
+        torch.manual_seed(args.seed)
+        try:
+            model = timm.create_model(args.model, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise UsageError(f"cannot build {args.model} with {kwargs}: {error}") from error
+    netlist = discretize(model.eval())
     simplified, _ = netlist.simplify()
+    state = "trained" if trained else "untrained"
     parameters = sum(p.numel() for p in model.parameters())
     print(f"model: {args.model} {json.dumps(kwargs) if kwargs else ''}".rstrip())
     print(f"parameters: {parameters}")
     print(f"inputs: {netlist.num_inputs} bits")
     print(f"layers: {netlist.num_layers} ({', '.join(str(s) for s in netlist.layer_sizes)})")
     print(f"gates: {netlist.num_gates} (as built)")
-    print(f"gates after simplification: {simplified.num_gates} (of the untrained model's discretisation; "
-          "training changes this)")
-    print(f"logic depth: {netlist.logic_depth} (as built), {simplified.logic_depth} (simplified, untrained)")
+    print(f"gates after simplification: {simplified.num_gates} (of the {state} model's discretisation"
+          + ("" if trained else "; training changes this") + ")")
+    print(f"logic depth: {netlist.logic_depth} (as built), {simplified.logic_depth} (simplified, {state})")
     print(f"classes: {netlist.num_classes} x {netlist.group_size} outputs, GroupSum tau {netlist.tau:g}")
     if hasattr(model, "gate_count"):
         parts = model.gate_count()
@@ -159,8 +171,15 @@ def run_info(args: argparse.Namespace) -> int:
               f"dense {parts['paper_dense']}, total {parts['paper_total']} (pass-through A/B gates are wires "
               "and not counted, as Petersen et al. 2024 count; it depends on the trained gates: an "
               "untrained residual-initialised model has only its OR pools)")
-    published = PUBLISHED_GATES.get(args.model)
-    if published and not kwargs:
+    name, custom = args.model, bool(kwargs)
+    if trained:  # the published figure only fits a run of the default shape
+        name = getattr(model, "pretrained_cfg", {}).get("architecture", "")
+        config_path = Path(args.model) / "config.json"
+        saved = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        shape_keys = set(saved.get("model_kwargs", {"unknown": None}))
+        custom = bool(shape_keys - {"backend", "relaxation", "temperature", "init", "seed"})
+    published = PUBLISHED_GATES.get(name)
+    if published and not custom:
         print(f"published gate count for this shape: {published[0]} ({published[1]}; counted on the paper's "
               "trained model without pass-through gates, so at most the physical count above)")
     return 0
@@ -277,8 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
-    info = sub.add_parser("info", help="parameters, gates, layers and logic depth of a model")
-    info.add_argument("model")
+    info = sub.add_parser("info", help="parameters, gates, layers and logic depth of a model or a trained run")
+    info.add_argument("model", help="timm model name (untrained) or a `lgn-nas train` output directory")
     info.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
     info.add_argument("--seed", type=int, default=0)
     info.set_defaults(func=run_info)

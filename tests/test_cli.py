@@ -85,6 +85,17 @@ def test_train_writes_outputs_then_resume_and_force(tmp_path, capsys, mnist_avai
     assert [h["epoch"] for h in json.loads((out / "metrics.json").read_text())["history"]] == [1]
     assert (out / "notes.txt").read_text() == "mine"
 
+    # info on the run directory describes the trained model: its simplified netlist is the saved one.
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f"gates after simplification: {metrics['gates']} (of the trained model's discretisation)" in printed
+    assert "published gate count" not in printed  # depth=2 width=200 is not the paper's shape
+    assert main(["info", str(out), "--model-kwargs", "depth=3"]) == 2
+    assert main(["info", str(tmp_path)]) == 2
+    assert "checkpoint.safetensors is missing" in capsys.readouterr().err
+
 
 def test_info(capsys):
     assert main(["info", "lgn_dense_s", "--model-kwargs", "depth=3", "width=[100,200,300]"]) == 0

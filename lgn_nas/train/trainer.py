@@ -37,7 +37,7 @@ from .distributed import DistributedContext, init_distributed, resolve_device
 
 __all__ = [
     "EpochEnd", "StopTraining", "TrainingDiverged", "TrainResult", "Trainer", "fit", "build_model",
-    "make_param_groups", "fit_encoders", "evaluate", "evaluate_netlist", "netlist_feed", "relaxed_mode", "is_gate_logit_module",
+    "make_param_groups", "fit_encoders", "load_run_model", "evaluate", "evaluate_netlist", "netlist_feed", "relaxed_mode", "is_gate_logit_module",
 ]
 
 Callback = Callable[["EpochEnd"], Optional[bool]]
@@ -174,6 +174,23 @@ def build_model(config: TrainConfig, *, num_classes: int, input_shape: Sequence[
     if default_hw is not None and default_hw != tuple(input_shape[1:]):
         kwargs.setdefault("img_size", list(input_shape[1:]))
     return timm.create_model(config.model, **kwargs)
+
+
+def load_run_model(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> nn.Module:
+    """The trained model of a ``lgn-nas train`` output directory (its checkpoint), in eval mode."""
+    from ..data import _spec
+    from .checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoint.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a training run directory: {path.name} is missing")
+    checkpoint = load_checkpoint(path, device=device)
+    config = TrainConfig.from_dict(checkpoint["meta"]["config"])
+    spec = _spec(config.dataset)
+    model = build_model(config, num_classes=spec.num_classes, input_shape=spec.input_shape)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval()
 
 
 def _model_temperature(model: nn.Module) -> Optional[float]:

@@ -79,7 +79,7 @@ class BaseSpace:
             input_bits: Sequence[int] = (1, 2),
             thresholds: Sequence[str] = ("uniform", "distributive"),
             connectivity: Sequence[str] = ("random", "unique"),
-            relaxation: Sequence[str] = ("softmax", "gumbel_st"),
+            relaxation: Sequence[str] = ("softmax", "hard_st", "gumbel_st"),
             parametrization: Sequence[str] = ("raw16",),
             init: Sequence[str] = ("residual", "gaussian"),
             group_tau: Tuple[float, float] = (1.0, 64.0),

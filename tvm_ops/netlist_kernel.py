@@ -225,9 +225,11 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     for index, sym in enumerate(("&", "& ~", "|", "^")):
         emit(3, ("if" if index == 0 else "elif") + f" op == {index}:" if index < 3 else "else:")
         emit(4, "for j in range(lo, hi):")
-        if prefetch:  # spread over the gate rows: line (j * pf_step) >> 16 of the next tile's input
-            emit(5, 'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", T.address_of(pf[T.Cast("int32", '
-                    f'(T.Cast("int64", j) * pf_step) >> T.int64(16)) * {64 // esize}]), 0, {prefetch_hint}, 1))')
+        if prefetch:  # spread over the gate rows: unit (j * pf_step) >> 16 of the next tile's input
+            for i in range(esize):  # a unit is 4 lines for float32 input
+                emit(5, 'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", T.address_of(pf[T.Cast("int32", '
+                        f'(T.Cast("int64", j) * pf_step) >> T.int64(16)) * {64} + {i * 64 // esize}]), 0, '
+                        f'{prefetch_hint}, 1))')
         emit(5, f"for v in T.vectorized({W}):")
         emit(6, f"act[rows[j * 3] + v] = act[rows[j * 3 + 1] + v] {sym} act[rows[j * 3 + 2] + v]")
     # ------------------------------------------------------------------ 3. head
@@ -334,9 +336,10 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     emit(2, "for ch in T.parallel(nch):")
     emit(3, f'pl = T.alloc_buffer(({NBA * VH},), "uint64", scope="local")')
     emit(3, "tile_end: T.let = T.min(ch * per + per, ntiles)")
-    # The gate rows prefetch the next tile's input, one line every 65536 / pf_step rows, when there
-    # are enough rows to cover it (else the encode prefetches it).
-    emit(3, f"tile_lines: T.let = {-(-TILE * D * esize // 64)}")
+    # The gate rows prefetch the next tile's input, one unit (64 input values: a cache line of uint8,
+    # four of float32) every 65536 / pf_step rows, when there are enough rows to cover the tile (else
+    # the encode prefetches it).
+    emit(3, f"tile_lines: T.let = {-(-TILE * D // 64)}  # units")
     emit(3, "grows: T.let = T.max(nrow // 3, 1)")
     emit(3, "by_gates: T.let = grows >= tile_lines" + ("" if prefetch_in_gates else " and False"))
     emit(3, "pf_step: T.let = T.if_then_else(by_gates, (T.Cast(\"int64\", tile_lines) * T.int64(65536) - T.int64(1)) "

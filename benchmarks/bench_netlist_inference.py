@@ -11,10 +11,15 @@ Side by side in one run, on a random 6 x 8000 MNIST-shaped net (784 input bits, 
   all timed.
 - ``c export``: ``lgn_nas.export.to_c`` compiled with gcc -O2 -march=native, on pre-packed words.
 
+Also: compile time of a random 1M-gate net (``--big-gates``), gate evaluations per second against the
+CPU's bitwise-op peak (``--ops-per-cycle`` vector logic ops of ``--vector-bits`` bits per cycle at the
+clock of /proc/cpuinfo; the defaults are AMD Zen 4's four 256-bit vector ALU pipes, AVX-512 logic ops
+taking two of them), and the load average before and after (the machine is shared).
+
 Usage::
 
     python benchmarks/bench_netlist_inference.py [--max-batch 1048576] [--baseline-opts O0,O1]
-        [--threads 1,2] [--seconds 0.5]
+        [--threads 1,2] [--seconds 0.5] [--big-gates 1000000] [--float-max-batch 65536]
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TVM_NUM_THREADS", "1")
+# TVM_NUM_THREADS is left alone: tvm_ops sizes the pool for the machine and each run asks for its count.
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
 
 import numpy as np  # noqa: E402
@@ -113,6 +118,17 @@ def packed_blocks(net, images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pack_bits(bits).T)
 
 
+def _cpu_mhz() -> float:
+    """Clock of CPU 0 from /proc/cpuinfo (what the hypervisor reports), MHz."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":")[1])
+    except OSError:
+        pass
+    return float("nan")
+
+
 def time_call(fn, seconds: float) -> float:
     fn()
     best, spent, reps = float("inf"), 0.0, 0
@@ -134,9 +150,22 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=0.5, help="minimum timing per cell")
     parser.add_argument("--baseline-max-batch", type=int, default=16384,
                         help="largest batch for the (slow) baselines")
+    parser.add_argument("--float-max-batch", type=int, default=65536,
+                        help="largest batch timed with float32 input (0: none)")
+    parser.add_argument("--big-gates", type=int, default=1_000_000,
+                        help="gates of the random net whose compile time is measured (0: skip)")
+    parser.add_argument("--ops-per-cycle", type=float, default=4, help="vector logic ops per cycle (peak)")
+    parser.add_argument("--vector-bits", type=int, default=256, help="bits per vector logic op (peak)")
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()
+    print(f"load average at start: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}", flush=True)
+
+    start = time.perf_counter()
+    import tvm  # noqa: F401  (timed apart from the compiles)
 
     import tvm_ops
+
+    import_s = time.perf_counter() - start
 
     net = random_mnist_net()
     print(f"net: {net.num_inputs} inputs, {net.num_gates} gates, {net.num_layers} layers, "
@@ -188,6 +217,18 @@ def main(argv=None) -> None:
                 seconds = time_call(lambda: compiled(x), args.seconds)
                 rows.setdefault(name, {})[batch] = batch / seconds
                 print(f"  {name:>16} batch {batch:>8}: {batch / seconds / 1e6:7.3f} M images/s", flush=True)
+            if args.float_max_batch and threads == 1:  # float32 input (4 bytes a pixel), one thread
+                fname = "TVM float32 (1 thr)"
+                start = time.perf_counter()
+                compiled._function("float32")  # its kernel is compiled on first use
+                compile_s[fname] = time.perf_counter() - start
+                for batch in [b for b in batches if b <= args.float_max_batch]:
+                    xf = images[:batch].astype(np.float32) / np.float32(255)
+                    if batch == batches[0]:
+                        assert np.array_equal(compiled.counts(xf), reference)
+                    seconds = time_call(lambda: compiled(xf), args.seconds)
+                    rows.setdefault(fname, {})[batch] = batch / seconds
+                    print(f"  {fname:>16} batch {batch:>8}: {batch / seconds / 1e6:7.3f} M images/s", flush=True)
         stats = compiled.stats
 
     print()
@@ -200,9 +241,39 @@ def main(argv=None) -> None:
     for name, cells in rows.items():
         values = " | ".join(f"{cells[b] / 1e6:9.3f}" if b in cells else f"{'-':>9}" for b in batches)
         print(f"| {name:<18} | {compile_s[name]:9.2f} | {values} |")
-    best_tvm = max(v for k, c in rows.items() if k.startswith("TVM (1") for v in c.values())
-    print(f"\nTVM 1 thread best: {best_tvm / 1e6:.2f} M images/s = {best_tvm * net.num_gates / 1e9:.0f} G nominal "
-          f"gate evaluations/s ({best_tvm * stats['gates_live'] / 1e9:.0f} G live word-op bit evaluations/s)")
+    base = next((rows[k] for k in rows if k == "difflogic C -O1"), None)
+    if base:
+        best_base = max(base.values())
+        for name in [k for k in rows if k.startswith("TVM")]:
+            ratios = [rows[name][b] / base.get(b, best_base) for b in batches]
+            print(f"{name} / difflogic C -O1 (its best where it was not run): "
+                  + ", ".join(f"{r:.0f}x" for r in ratios))
+    mhz = _cpu_mhz()
+    peak = args.ops_per_cycle * args.vector_bits * mhz * 1e6
+    print(f"peak: {args.ops_per_cycle:g} vector logic ops/cycle x {args.vector_bits} bits x {mhz:.0f} MHz = "
+          f"{peak / 1e12:.2f} T two-input gate evaluations/s per core")
+    for name in [k for k in rows if k.startswith("TVM")]:
+        lo, hi = min(rows[name].values()), max(rows[name].values())
+        print(f"{name}: {lo / 1e6:.2f}-{hi / 1e6:.2f} M images/s = {lo * stats['gates_live'] / 1e9:.0f}-"
+              f"{hi * stats['gates_live'] / 1e9:.0f} G live gate evaluations/s "
+              f"({100 * lo * stats['gates_live'] / peak:.1f}-{100 * hi * stats['gates_live'] / peak:.1f}% of one "
+              f"core's peak; {lo * net.num_gates / 1e9:.0f}-{hi * net.num_gates / 1e9:.0f} G nominal gates/s)")
+    print(f"import tvm: {import_s:.1f} s (not in the compile times)")
+    if args.big_gates:
+        width = args.big_gates // 8
+        big = random_mnist_net(seed=1, width=width, depth=8)
+        tvm_ops.clear_kernel_cache()
+        start = time.perf_counter()
+        big_compiled = tvm_ops.compile_netlist(big, threads=1)
+        big_s = time.perf_counter() - start
+        x = images[:4096]
+        assert np.array_equal(big_compiled.counts(x), big.evaluate_bits(big.encode(x)))
+        seconds = time_call(lambda: big_compiled(x), args.seconds)
+        print(f"{big.num_gates} gate net (8 x {width}): compile {big_s:.1f} s, {big_compiled.stats['gates_live']} "
+              f"live gates, tile {big_compiled.tile_samples}, {x.shape[0] / seconds / 1e6:.3f} M images/s at "
+              f"{x.shape[0]} per call (1 thread)")
+    load_end = os.getloadavg()
+    print(f"load average at end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
 
 

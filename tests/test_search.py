@@ -208,6 +208,13 @@ def test_cli_search_exports_resumes_and_refuses(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "0 of 2 trials finished" in run.stdout and "Pareto front of study 'dense-mnist-acc-gates'" in run.stdout
     assert (tmp_path / "lgn_nas_studies.log").exists()
+    import optuna
+
+    from search_spaces.storage import open_storage
+
+    stored = optuna.load_study(study_name="dense-mnist-acc-gates",
+                               storage=open_storage(str(tmp_path / "lgn_nas_studies.log")))
+    assert stored.user_attrs["train"]["scheduler"] == "cosine"  # each trial's lr follows --sched
     out = tmp_path / "search_out"
     assert (out / "pareto.png").stat().st_size > 0 and (out / "pareto.txt").exists()
     import timm

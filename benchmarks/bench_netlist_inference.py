@@ -245,9 +245,8 @@ def main(argv=None) -> None:
     if base:
         best_base = max(base.values())
         for name in [k for k in rows if k.startswith("TVM")]:
-            ratios = [rows[name][b] / base.get(b, best_base) for b in batches]
-            print(f"{name} / difflogic C -O1 (its best where it was not run): "
-                  + ", ".join(f"{r:.0f}x" for r in ratios))
+            ratios = [f"{b}: {rows[name][b] / base.get(b, best_base):.0f}x" for b in batches if b in rows[name]]
+            print(f"{name} / difflogic C -O1 (its best where it was not run): " + ", ".join(ratios))
     mhz = _cpu_mhz()
     peak = args.ops_per_cycle * args.vector_bits * mhz * 1e6
     print(f"peak: {args.ops_per_cycle:g} vector logic ops/cycle x {args.vector_bits} bits x {mhz:.0f} MHz = "

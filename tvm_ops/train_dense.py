@@ -54,7 +54,7 @@ __all__ = ["VEC", "TILE", "KERNEL_VERSION", "dense_forward_func", "dense_backwar
 
 VEC = 8  # neurons / features per vector (AVX2 8 x float32; LLVM splits float64 into two registers)
 TILE = 8  # samples per tile (= VEC: the in-register transposes are square)
-KERNEL_VERSION = 2  # bump when the kernels change (part of the on-disk cache key)
+KERNEL_VERSION = 3  # bump when the kernels change (part of the on-disk cache key)
 
 FWD = "lgn_dense_fwd"
 BWD = "lgn_dense_bwd"
@@ -197,6 +197,44 @@ def dense_backward_func(dtype: str = "float32"):
     transpose8 = _transpose_macro()
     tile_in = _tile_in_macro(dtype)
 
+    @T.macro
+    def neuron_blocks(x, ia, ib, c, g, part, xg, gr, gt, at, bt, ar, br, acc, p, t, B, N, full):
+        """All whole blocks of 8 neurons for tile ``t``: input gradients into ``xg[:, 8:16]``,
+        coefficient sums into ``part[p]``."""
+        for jo in range(N // V):
+            for r in T.unroll(V):
+                for jj in T.vectorized(V):
+                    if full:  # no row past the batch end: plain loads
+                        gr[r, jj] = g[t * V + r, jo * V + jj]
+                    else:
+                        gr[r, jj] = T.Select(t * V + r < B, g[T.min(t * V + r, B - 1), jo * V + jj],
+                                             T.Cast(dtype, zero))
+            transpose8(gr, gt)
+            for jj in T.unroll(V):
+                for r in T.vectorized(V):
+                    at[jj, r] = xg[ia[jo * V + jj], r]
+                    bt[jj, r] = xg[ib[jo * V + jj], r]
+                for r in T.vectorized(V):
+                    xg[ia[jo * V + jj], V + r] = xg[ia[jo * V + jj], V + r] + gt[jj, r] * (
+                        c[jo * V + jj, 1] + c[jo * V + jj, 3] * bt[jj, r])
+                for r in T.vectorized(V):
+                    xg[ib[jo * V + jj], V + r] = xg[ib[jo * V + jj], V + r] + gt[jj, r] * (
+                        c[jo * V + jj, 2] + c[jo * V + jj, 3] * at[jj, r])
+            transpose8(at, ar)
+            transpose8(bt, br)
+            for k in T.unroll(4):
+                for jj in T.vectorized(V):
+                    acc[k, jj] = part[p, k, jo * V + jj]
+            for r in T.unroll(V):
+                for jj in T.vectorized(V):
+                    acc[0, jj] = acc[0, jj] + gr[r, jj]
+                    acc[1, jj] = acc[1, jj] + gr[r, jj] * ar[r, jj]
+                    acc[2, jj] = acc[2, jj] + gr[r, jj] * br[r, jj]
+                    acc[3, jj] = acc[3, jj] + gr[r, jj] * ar[r, jj] * br[r, jj]
+            for k in T.unroll(4):
+                for jj in T.vectorized(V):
+                    part[p, k, jo * V + jj] = acc[k, jj]
+
     @T.prim_func
     def bwd(x_h: T.handle, ia_h: T.handle, ib_h: T.handle, c_h: T.handle, g_h: T.handle, gx_h: T.handle,
             part_h: T.handle, gc_h: T.handle):
@@ -233,36 +271,10 @@ def dense_backward_func(dtype: str = "float32"):
                 part[p, k, N // V * V + jt] = T.Cast(dtype, zero)
             for t in range(p * per, T.min(p * per + per, tiles)):
                 tile_in(x, xg, tr, tt, t, B, NI, True)
-                for jo in range(N // V):
-                    for r in T.unroll(V):
-                        for jj in T.vectorized(V):
-                            gr[r, jj] = T.Select(t * V + r < B, g[T.min(t * V + r, B - 1), jo * V + jj],
-                                                 T.Cast(dtype, zero))
-                    transpose8(gr, gt)
-                    for jj in T.unroll(V):
-                        for r in T.vectorized(V):
-                            at[jj, r] = xg[ia[jo * V + jj], r]
-                            bt[jj, r] = xg[ib[jo * V + jj], r]
-                        for r in T.vectorized(V):
-                            xg[ia[jo * V + jj], V + r] = xg[ia[jo * V + jj], V + r] + gt[jj, r] * (
-                                c[jo * V + jj, 1] + c[jo * V + jj, 3] * bt[jj, r])
-                        for r in T.vectorized(V):
-                            xg[ib[jo * V + jj], V + r] = xg[ib[jo * V + jj], V + r] + gt[jj, r] * (
-                                c[jo * V + jj, 2] + c[jo * V + jj, 3] * at[jj, r])
-                    transpose8(at, ar)
-                    transpose8(bt, br)
-                    for k in T.unroll(4):
-                        for jj in T.vectorized(V):
-                            acc[k, jj] = part[p, k, jo * V + jj]
-                    for r in T.unroll(V):
-                        for jj in T.vectorized(V):
-                            acc[0, jj] = acc[0, jj] + gr[r, jj]
-                            acc[1, jj] = acc[1, jj] + gr[r, jj] * ar[r, jj]
-                            acc[2, jj] = acc[2, jj] + gr[r, jj] * br[r, jj]
-                            acc[3, jj] = acc[3, jj] + gr[r, jj] * ar[r, jj] * br[r, jj]
-                    for k in T.unroll(4):
-                        for jj in T.vectorized(V):
-                            part[p, k, jo * V + jj] = acc[k, jj]
+                if t * V + V <= B:
+                    neuron_blocks(x, ia, ib, c, g, part, xg, gr, gt, at, bt, ar, br, acc, p, t, B, N, True)
+                else:
+                    neuron_blocks(x, ia, ib, c, g, part, xg, gr, gt, at, bt, ar, br, acc, p, t, B, N, False)
                 for jt, r in T.grid(N % V, T.min(V, B - t * V)):
                     part[p, 0, N // V * V + jt] = part[p, 0, N // V * V + jt] + g[t * V + r, N // V * V + jt]
                     part[p, 1, N // V * V + jt] = part[p, 1, N // V * V + jt] + g[t * V + r, N // V * V + jt] * xg[

@@ -152,6 +152,15 @@ def test_wrong_device_is_refused():
         training.logic_dense(x, in_a.to("meta"), in_b, c)
 
 
+def test_sizes_beyond_int32_indexing_are_refused():
+    """The kernels index with int32: sizes that would overflow are refused before anything is
+    allocated or computed (an expanded view stands in for a 2**31-element input)."""
+    x = torch.zeros(1, 1).expand(2 ** 16, 2 ** 15 + 8)
+    in_a = in_b = torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="int32"):
+        training.logic_dense(x, in_a, in_b, torch.zeros(4, 4))
+
+
 def test_empty_batch():
     x, in_a, in_b, c, _ = _case(0, 4, 8, seed=6)
     x.requires_grad_()

@@ -240,8 +240,12 @@ def logic_dense(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coeffic
         raise ValueError(f"coefficients must have shape ({n}, 4), got {tuple(coefficients.shape)}")
     _check_cpu_float("dense", x, coefficients, (("x", x), ("coefficients", coefficients)))
     in_features = x.shape[1]
-    if in_features >= 2 ** 31 or n >= 2 ** 31:
-        raise ValueError("the TVM dense op indexes with int32: layers must have < 2**31 inputs and neurons")
+    batch = x.shape[0]
+    from . import train_dense  # no tvm import
+
+    if max(batch * in_features, batch * n, 2 * train_dense.VEC * in_features) >= 2 ** 31:
+        raise ValueError("the TVM dense op indexes with int32: batch * inputs, batch * neurons and 16 * inputs "
+                         f"must stay below 2**31 (batch {batch}, {in_features} inputs, {n} neurons)")
     ia32 = _check_index(in_a, "in_a", in_features, n)
     ib32 = _check_index(in_b, "in_b", in_features, n)
 

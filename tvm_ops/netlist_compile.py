@@ -128,7 +128,8 @@ class CompiledNetlist:
         self._lock = threading.Lock()
         cuts = uint8_cuts(self.thresholds).reshape(-1)
         self._enc = {
-            "uint8": (_aligned(np.minimum(cuts, 255).astype(np.uint8)), _aligned(np.where(cuts < 256, 255, 0).astype(np.uint8))),
+            "uint8": (_aligned(np.minimum(cuts, 255).astype(np.uint8)),
+                      _aligned(np.where(cuts < 256, 255, 0).astype(np.uint8))),
             "float32": (_aligned(self.thresholds.reshape(-1)), _aligned(np.full(cuts.size, 255, np.uint8))),
         }
         self._segments = _aligned(plan.segments.reshape(-1).astype(np.int32))

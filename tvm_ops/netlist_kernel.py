@@ -313,7 +313,8 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     # ------------------------------------------------------------------ entry: tiles over threads
     emit(1, "@T.prim_func")
     emit(1, f"def {name}(x_h: T.handle, enc_h: T.handle, en_h: T.handle, seg_h: T.handle, rows_h: T.handle,")
-    emit(1, "    " + " " * len(name) + "hslot_h: T.handle, hmask_h: T.handle, act_h: T.handle, bytes_h: T.handle, out_h: T.handle,")
+    emit(1, "    " + " " * len(name) + "hslot_h: T.handle, hmask_h: T.handle, act_h: T.handle, bytes_h: T.handle,")
+    emit(1, "    " + " " * len(name) + "out_h: T.handle,")
     emit(1, "    " + " " * len(name) + "tau: T.float32):")
     emit(2, f'T.func_attr({{"global_symbol": "{name}", "tir.noalias": True}})')
     for var in ("n", "nseg", "nrow", "nact", "nbytes"):
@@ -351,5 +352,6 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
             f"T.address_of(byt[ch * {8 * NI}]), nslot, T.Cast(\"int32\", has_next and not by_gates))")
     emit(4, f"Module.{name}_gates(a_ptr, seg.data, rows.data, nslot, nseg, nrow, "
             f"T.address_of(x[T.min(tile + 1, ntiles - 1) * {TILE}, 0]), T.if_then_else(has_next, pf_step, T.int64(0)))")
-    emit(4, f"Module.{name}_head(a_ptr, hslot.data, hmask.data, T.address_of(out[tile * {TILE}, 0]), pl.data, nslot, tau)")
+    emit(4, f"Module.{name}_head(a_ptr, hslot.data, hmask.data, T.address_of(out[tile * {TILE}, 0]), pl.data, "
+            "nslot, tau)")
     return "\n".join(lines) + "\n"

@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 # TVM_NUM_THREADS is left alone: tvm_ops sizes the pool for the machine and each run asks for its count.
-os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
+# TVM's workers spin between calls (its default): with TVM_THREAD_POOL_SPIN_COUNT=0 a sleeping worker
+# waited for its core behind the other jobs on this shared machine and 2 threads ran no faster than 1.
 
 import numpy as np  # noqa: E402
 

@@ -302,3 +302,38 @@ def test_load_checkpoint_rejects_foreign_files(tmp_path):
         load_checkpoint(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_random_shift_translates_each_image_within_bounds():
+    from lgn_nas.train.augment import random_shift
+
+    torch.manual_seed(0)
+    x = torch.zeros(64, 2, 9, 9)
+    x[:, :, 4, 4] = torch.arange(1, 65, dtype=torch.float32)[:, None]  # one marked pixel per image
+    shifted = random_shift(x, 2)
+    assert shifted.shape == x.shape
+    for i in range(64):
+        where = (shifted[i, 0] == i + 1).nonzero()
+        assert where.shape[0] == 1 and bool(((where[0] - 4).abs() <= 2).all())
+        assert torch.equal(shifted[i, 0], shifted[i, 1])  # channels move together
+    offsets = {tuple((shifted[i, 0] == i + 1).nonzero()[0].tolist()) for i in range(64)}
+    assert len(offsets) > 10  # each image gets its own offset
+    assert random_shift(x, 0) is x
+    with pytest.raises(ValueError, match="random_shift pixels must be >= 0, got -1"):
+        random_shift(x, -1)
+    with pytest.raises(ValueError, match="random_shift must be an int >= 0"):
+        tiny_config(random_shift=1.5)
+
+
+def test_training_with_random_shift_sees_shifted_images(mnist, monkeypatch):
+    from lgn_nas.train import trainer as trainer_module
+
+    seen = []
+    original = trainer_module.random_shift
+    monkeypatch.setattr(trainer_module, "random_shift",
+                        lambda x, pixels: seen.append((x, pixels, out := original(x, pixels))) or out)
+    result = fit(tiny_config(random_shift=2, epochs=1, limit_train=100), data=mnist, plot=False)
+    assert result.epochs_completed == 1 and len(seen) == 2  # every step, 100 images / 50
+    x, pixels, out = seen[0]
+    assert pixels == 2 and out.shape == x.shape and not torch.equal(out, x)
+    assert float(out.sum()) == pytest.approx(float(x.sum()), rel=0.05)  # the digit moved, little of it was cut off

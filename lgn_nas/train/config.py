@@ -28,6 +28,7 @@ class TrainConfig:
       (``None`` = the model's own temperature) over the run, per ``temperature_step`` ("epoch":
       epoch e of E uses progress e/(E-1); "step": step s of S uses s/(S-1)).
     - ``limit_train`` / ``limit_test``: use only the first N images (quick runs and tests).
+    - ``random_shift``: translate each training image by up to N pixels per axis (zero fill).
     - ``seed`` fixes model init, data order and relaxation noise (reseeded per epoch and rank, so a
       resumed run repeats an uninterrupted one).
     """
@@ -57,6 +58,7 @@ class TrainConfig:
     temperature_end: Optional[float] = None
     temperature_step: str = "epoch"
     grad_clip: Optional[float] = None
+    random_shift: int = 0
     seed: int = 0
     device: str = "auto"
 
@@ -75,6 +77,8 @@ class TrainConfig:
         for name in ("limit_train", "limit_test"):
             if getattr(self, name) is not None:
                 positive_int(name)
+        if not isinstance(self.random_shift, int) or isinstance(self.random_shift, bool) or self.random_shift < 0:
+            raise ValueError(f"random_shift must be an int >= 0 (pixels), got {self.random_shift!r}")
         if not isinstance(self.val_size, int) or self.val_size < 0:
             raise ValueError(f"val_size must be an int >= 0, got {self.val_size!r}")
         if not isinstance(self.model_kwargs, dict):

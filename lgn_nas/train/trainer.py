@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
+from .augment import random_shift
 from .config import TrainConfig, temperature_at
 from .distributed import DistributedContext, init_distributed, resolve_device
 
@@ -435,6 +436,7 @@ class Trainer:
 
     def _check_resume_config(self, saved: Dict[str, Any]) -> None:
         current = self.config.to_dict()
+        saved = {**TrainConfig().to_dict(), **saved}  # fields added since count as their defaults
         differing = sorted(k for k in set(current) | set(saved)
                            if k != "epochs" and json.dumps(current.get(k)) != json.dumps(saved.get(k)))
         if differing:
@@ -664,6 +666,8 @@ class Trainer:
             for step, (xb, yb) in enumerate(loader):
                 if per_step_t:
                     set_temperature(self._temperature(epoch, step, steps_per_epoch))
+                if c.random_shift:
+                    xb = random_shift(xb, c.random_shift)
                 scores = train_model(xb)
                 loss = self.compute_loss(scores, yb)
                 with torch.no_grad():

@@ -134,12 +134,12 @@ def run_info(args: argparse.Namespace) -> int:
     kwargs = parse_model_kwargs(args.model_kwargs)
     trained = Path(args.model).is_dir()
     if trained:
-        from .train import load_run_model
+        from .train import load_run
 
         if kwargs:
             raise UsageError("--model-kwargs applies to a model name, not to a trained run directory")
         try:
-            model = load_run_model(args.model)
+            model, config = load_run(args.model)
         except (OSError, ValueError, KeyError) as error:
             raise UsageError(f"cannot load the trained model in {args.model}: {error}") from error
     else:
@@ -173,11 +173,8 @@ def run_info(args: argparse.Namespace) -> int:
               "untrained residual-initialised model has only its OR pools)")
     name, custom = args.model, bool(kwargs)
     if trained:  # the published figure only fits a run of the default shape
-        name = getattr(model, "pretrained_cfg", {}).get("architecture", "")
-        config_path = Path(args.model) / "config.json"
-        saved = json.loads(config_path.read_text()) if config_path.is_file() else {}
-        shape_keys = set(saved.get("model_kwargs", {"unknown": None}))
-        custom = bool(shape_keys - {"backend", "relaxation", "temperature", "init", "seed"})
+        name = config.model
+        custom = bool(set(config.model_kwargs) - {"backend", "relaxation", "temperature", "init", "seed"})
     published = PUBLISHED_GATES.get(name)
     if published and not custom:
         print(f"published gate count for this shape: {published[0]} ({published[1]}; counted on the paper's "

@@ -127,7 +127,7 @@ class LogicDenseNet(nn.Module):
                 f"num_classes={num_classes} does not divide the head width {self.head_width}: "
                 f"choose a last-layer width that is a multiple of num_classes")
         classifier = LogicDense(self.num_features, self.head_width, generator=generator,
-                                in_subset=getattr(self, "_head_subset", None), **self._layer_args)
+                                in_subset=self._head_subset, **self._layer_args)
         return classifier, GroupSum(num_classes, self.group_tau)
 
     @torch.jit.ignore

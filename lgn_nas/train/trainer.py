@@ -38,7 +38,7 @@ from .distributed import DistributedContext, init_distributed, resolve_device
 
 __all__ = [
     "EpochEnd", "StopTraining", "TrainingDiverged", "TrainResult", "Trainer", "fit", "build_model",
-    "make_param_groups", "fit_encoders", "load_run_model", "evaluate", "evaluate_netlist", "netlist_feed", "relaxed_mode", "is_gate_logit_module",
+    "make_param_groups", "fit_encoders", "load_run", "evaluate", "evaluate_netlist", "netlist_feed", "relaxed_mode", "is_gate_logit_module",
 ]
 
 Callback = Callable[["EpochEnd"], Optional[bool]]
@@ -177,8 +177,8 @@ def build_model(config: TrainConfig, *, num_classes: int, input_shape: Sequence[
     return timm.create_model(config.model, **kwargs)
 
 
-def load_run_model(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> nn.Module:
-    """The trained model of a ``lgn-nas train`` output directory (its checkpoint), in eval mode."""
+def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """The trained model (in eval mode) and the config of a ``lgn-nas train`` output directory."""
     from ..data import _spec
     from .checkpoint import load_checkpoint
 
@@ -191,7 +191,7 @@ def load_run_model(run_dir: Union[str, Path], *, device: Union[str, torch.device
     spec = _spec(config.dataset)
     model = build_model(config, num_classes=spec.num_classes, input_shape=spec.input_shape)
     model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval()
+    return model.to(device).eval(), config
 
 
 def _model_temperature(model: nn.Module) -> Optional[float]:

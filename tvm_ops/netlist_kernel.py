@@ -131,6 +131,16 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     def emit(indent: int, text: str) -> None:
         lines.append("    " * indent + text)
 
+    def emit_vectorized(indent: int, n: int, width: int, outer: str, body) -> None:
+        """``body(pos)`` for positions 0..n-1: ``n // width`` full vectors, then a tail vector."""
+        if n // width:
+            emit(indent, f"for {outer} in range({n // width}):")
+            emit(indent + 1, f"for v in T.vectorized({width}):")
+            emit(indent + 2, body(f"{outer} * {width} + v"))
+        if n % width:
+            emit(indent, f"for v in T.vectorized({n % width}):")
+            emit(indent + 1, body(f"{n // width * width} + v"))
+
     def enc_expr(pos: str) -> str:
         """8 samples -> one byte per input bit, at positions ``pos`` of channel ct // TH."""
         terms = []
@@ -178,37 +188,16 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
 
     if row_by_row:  # one sample row after another: the input is read as one sequential stream
         for k in range(8):
-            emit(4, f"for ct in range({CT}):")
-            for start, count, width in ((None, HW // VE, VE), (HW // VE * VE, 1, HW % VE)):
-                if not count or not width:
-                    continue
-                pos = f"ho * {VE} + v" if start is None else f"{start} + v"
-                ind = 5
-                if start is None:
-                    emit(ind, f"for ho in range({count}):")
-                    ind += 1
-                emit(ind, f"for v in T.vectorized({width}):")
+            def or_row(pos: str, k: int = k) -> str:
                 idx = f"g * {NI} + ct * {HW} + {pos}"
-                value = row_expr(k, pos) if k == 0 else f"byt[{idx}] | {row_expr(k, pos)}"
-                emit(ind + 1, f"byt[{idx}] = {value}")
+                return f"byt[{idx}] = " + (row_expr(k, pos) if k == 0 else f"byt[{idx}] | {row_expr(k, pos)}")
+
+            emit(4, f"for ct in range({CT}):")
+            emit_vectorized(5, HW, VE, "ho", or_row)
     else:
         emit(4, f"for ct in range({CT}):")
-        if HW // VE:
-            emit(5, f"for ho in range({HW // VE}):")
-            emit(6, f"for v in T.vectorized({VE}):")
-            emit(7, f"byt[g * {NI} + ct * {HW} + ho * {VE} + v] = {enc_expr(f'ho * {VE} + v')}")
-        if HW % VE:
-            tail = HW // VE * VE
-            emit(5, f"for v in T.vectorized({HW % VE}):")
-            emit(6, f"byt[g * {NI} + ct * {HW} + {tail} + v] = {enc_expr(f'{tail} + v')}")
-    if NI // VB:
-        emit(3, f"for io in range({NI // VB}):")
-        emit(4, f"for v in T.vectorized({VB}):")
-        emit(5, f"act[(1 + io * {VB} + v) * {W} + w] = {pack_expr(f'io * {VB} + v')}")
-    if NI % VB:
-        tail = NI // VB * VB
-        emit(3, f"for v in T.vectorized({NI % VB}):")
-        emit(4, f"act[(1 + {tail} + v) * {W} + w] = {pack_expr(f'{tail} + v')}")
+        emit_vectorized(5, HW, VE, "ho", lambda pos: f"byt[g * {NI} + ct * {HW} + {pos}] = {enc_expr(pos)}")
+    emit_vectorized(3, NI, VB, "io", lambda i: f"act[(1 + {i}) * {W} + w] = {pack_expr(i)}")
     # ------------------------------------------------------------------ 2. gates (rows: slot * W)
     emit(1, "@T.prim_func(private=True)")
     emit(1, f'def {name}_gates(act_ptr: T.handle("uint64"), seg_ptr: T.handle("int32"), '

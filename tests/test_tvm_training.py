@@ -311,3 +311,13 @@ def test_cuda_kernels_compute_the_same_on_cpu():
     mod[train_dense.CUDA_GX](dl(x), dl(c), dl(grad), dl(ptr), dl(neuron), dl(partner), dl(role), dl(gx))
     for name, got, ref in (("out", out, ref_out), ("grad_x", gx, ref_gx), ("grad_c", gc, ref_gc)):
         torch.testing.assert_close(got, ref, atol=1e-12, rtol=1e-12, msg=lambda m: f"{name}: {m}")
+
+
+def test_resolve_target_refuses_strings_and_defaults_to_the_host():
+    from tvm_ops import build
+
+    with pytest.raises(ValueError, match="target 'llvm -mcpu=znver3' is a string; TVM 0.27 wants a dict"):
+        build.resolve_target("llvm -mcpu=znver3")
+    assert build.resolve_target(None) == build.host_target()
+    given = {"kind": "llvm", "mcpu": "x86-64"}
+    assert build.resolve_target(given) == given and build.resolve_target(given) is not given

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, NamedTuple, Optional
 
-__all__ = ["host_target", "cache_dir", "cached_build", "source_hash", "desired_threads", "set_num_threads", "prepare_thread_pool",
+__all__ = ["host_target", "resolve_target", "cache_dir", "cached_build", "source_hash", "desired_threads", "set_num_threads", "prepare_thread_pool",
            "target_key", "CudaBuild", "cuda_build"]
 
 _LOCK = threading.RLock()
@@ -45,6 +45,17 @@ def host_target() -> dict:
         triple = str(get_global_func("tvm.codegen.llvm.GetDefaultTargetTriple")())
         _HOST_TARGET = {"kind": "llvm", "mtriple": triple, "mcpu": cpu}
     return dict(_HOST_TARGET)
+
+
+def resolve_target(target: Any = None) -> dict:
+    """``target`` as a TVM target dict, or :func:`host_target` when None (TVM 0.27 rejects strings)."""
+    if target is None:
+        return host_target()
+    if isinstance(target, str):
+        raise ValueError(
+            f"target {target!r} is a string; TVM 0.27 wants a dict such as "
+            "{'kind': 'llvm', 'mtriple': 'x86_64-linux-gnu', 'mcpu': 'znver3'}")
+    return dict(target)
 
 
 def cache_dir() -> Path:

@@ -18,7 +18,8 @@ from typing import Any, Optional
 import numpy as np
 
 from .build import set_num_threads
-from .netlist_kernel import KERNEL_NAME, KernelShape, build_kernel, host_target
+from .build import resolve_target
+from .netlist_kernel import KERNEL_NAME, KernelShape, build_kernel
 from .netlist_plan import NetlistArrays, Plan, make_plan, netlist_arrays, uint8_cuts
 
 __all__ = ["CompiledNetlist", "compile_netlist", "load_compiled_netlist", "clear_kernel_cache"]
@@ -356,7 +357,7 @@ def compile_netlist(netlist: Any, *, target: Optional[dict] = None, threads: Opt
         arrays = netlist_arrays(simplified)
     plan = make_plan(arrays, head="outputs")
     words = int(tile_words) if tile_words is not None else _tile_words(plan.num_slots)
-    target = host_target(target)
+    target = resolve_target(target)
     _set_tvm_threads(int(threads))
     module = _get_kernel(_shape(arrays, plan, words, input_dtype), target)
     stats = dict(plan.stats)

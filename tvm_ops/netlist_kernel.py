@@ -23,9 +23,8 @@ scratch. Per tile, the entry function calls three subroutines:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
-__all__ = ["KernelShape", "build_kernel", "host_target", "KERNEL_NAME"]
+__all__ = ["KernelShape", "build_kernel", "KERNEL_NAME"]
 
 KERNEL_NAME = "lgn_netlist_run"
 
@@ -58,24 +57,6 @@ class KernelShape:
 
     def key(self) -> tuple:
         return tuple(asdict(self).values())
-
-
-def host_target(target: Any = None) -> dict:
-    """LLVM target dict for this CPU (``mcpu`` from LLVM's host detection) unless ``target`` is given."""
-    if target is not None:
-        if isinstance(target, str):
-            raise ValueError(
-                f"target {target!r} is a string; TVM 0.27 wants a dict such as "
-                "{'kind': 'llvm', 'mtriple': 'x86_64-linux-gnu', 'mcpu': 'znver3'}"
-            )
-        return dict(target)
-    from tvm_ffi import get_global_func
-
-    import tvm  # noqa: F401  (registers the codegen functions)
-
-    cpu = str(get_global_func("tvm.codegen.llvm.GetHostCPUName")())
-    triple = str(get_global_func("tvm.codegen.llvm.GetDefaultTargetTriple")())
-    return {"kind": "llvm", "mtriple": triple, "mcpu": cpu}
 
 
 def _largest_divisor(n: int, candidates: tuple[int, ...]) -> int:

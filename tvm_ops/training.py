@@ -74,7 +74,7 @@ def build_dense_kernels(dtype: str = "float32", target: Optional[dict] = None):
     from . import build, train_dense
 
     build.prepare_thread_pool()
-    target = build.host_target() if target is None else dict(target)
+    target = build.resolve_target(target)
     return build.cached_build(
         f"lgn_dense_{dtype}", _source_key() + [dtype], lambda: train_dense.cpu_module(dtype), target)
 
@@ -299,7 +299,7 @@ def build_conv_kernels(dtype: str = "float32", depth: int = 3, stride: int = 1, 
     from . import build, train_conv
 
     build.prepare_thread_pool()
-    target = build.host_target() if target is None else dict(target)
+    target = build.resolve_target(target)
     return build.cached_build(
         f"lgn_tree_conv_{dtype}_d{depth}_s{stride}", _conv_source_key() + [dtype, depth, stride],
         lambda: train_conv.cpu_module(dtype, depth, stride), target)

@@ -349,6 +349,8 @@ def add_search_subcommand(sub: Any) -> None:
     search.add_argument("--lr-range", type=float, nargs=2, default=[0.01, 0.1], metavar=("LOW", "HIGH"))
     search.add_argument("--sched", default="cosine",
                         help="timm scheduler of each trial's training (cosine, step, ... or none; default cosine)")
+    search.add_argument("--random-shift", type=int, default=0, metavar="PIXELS",
+                        help="every trial translates its training images by up to PIXELS per axis (augmentation)")
     search.add_argument("--seed", type=int, default=0, help="training seed of every trial")
     search.add_argument("--val-size", type=int, default=5000, help="validation images (scored per epoch)")
     search.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")

@@ -41,7 +41,8 @@ def run_search_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         return fail(str(error))
     train = {"batch_size": args.batch_size, "lr": args.lr or 0.01, "seed": args.seed, "val_size": args.val_size,
-             "limit_train": args.limit_train, "limit_test": args.limit_test, "scheduler": args.sched}
+             "limit_train": args.limit_train, "limit_test": args.limit_test, "scheduler": args.sched,
+             "random_shift": args.random_shift}
     try:
         run_search(space=args.space, dataset=args.dataset, trials=args.trials, epochs=args.epochs,
                    storage=args.storage, study_name=args.study, objectives=args.objectives, timeout=args.timeout,

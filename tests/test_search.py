@@ -203,7 +203,7 @@ def _cli(args, cwd):
 
 def test_cli_search_exports_resumes_and_refuses(tmp_path):
     base = ["--space", "dense", "--epochs", "1", "--limit-train", "500", "--val-size", "300", "--limit-test", "300",
-            "--space-arg", "width=[40,80]", "depth=[1,2]", "--no-progress", "--sampler-seed", "0"]
+            "--space-arg", "width=[40,80]", "depth=[1,2]", "--no-progress", "--sampler-seed", "0", "--random-shift", "1"]
     run = _cli(base + ["--trials", "2"], tmp_path)
     assert run.returncode == 0, run.stderr
     assert "0 of 2 trials finished" in run.stdout and "Pareto front of study 'dense-mnist-acc-gates'" in run.stdout
@@ -215,6 +215,7 @@ def test_cli_search_exports_resumes_and_refuses(tmp_path):
     stored = optuna.load_study(study_name="dense-mnist-acc-gates",
                                storage=open_storage(str(tmp_path / "lgn_nas_studies.log")))
     assert stored.user_attrs["train"]["scheduler"] == "cosine"  # each trial's lr follows --sched
+    assert stored.user_attrs["train"]["random_shift"] == 1  # and every trial trains with the shifts
     out = tmp_path / "search_out"
     assert (out / "pareto.png").stat().st_size > 0 and (out / "pareto.txt").exists()
     import timm
@@ -237,6 +238,10 @@ def test_cli_search_exports_resumes_and_refuses(tmp_path):
     # Refusals: other objectives under the same study name, unknown space, unknown storage scheme.
     clash = _cli(base + ["--trials", "1", "--study", "dense-mnist-acc-gates", "--objectives", "acc"], tmp_path)
     assert clash.returncode == 2 and "exists with objectives acc,gates" in clash.stderr
+    bad = _cli(["--space", "dense", "--trials", "1", "--random-shift", "-1", "--storage", str(tmp_path / "shift.log")],
+               tmp_path)
+    assert bad.returncode == 2 and "random_shift must be an int >= 0" in bad.stderr and "-1" in bad.stderr
+    assert not (tmp_path / "shift.log").exists()  # refused before any storage is written
     bad = _cli(["--space", "nope", "--trials", "1"], tmp_path)
     assert bad.returncode == 2 and "unknown search space 'nope'" in bad.stderr
     bad = _cli(["--space", "dense", "--trials", "1", "--storage", "mongodb://me:pw123@h/db"], tmp_path)

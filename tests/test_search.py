@@ -235,7 +235,7 @@ def test_cli_search_exports_resumes_and_refuses(tmp_path):
     assert again.returncode == 0 and "2 of 2 trials finished" in again.stdout
     more = _cli(base + ["--trials", "3", "--no-export"], tmp_path)
     assert more.returncode == 0 and "2 of 3 trials finished" in more.stdout and "3 trial(s) finished" in more.stdout
-    # Refusals: other objectives under the same study name, unknown space, unknown storage scheme.
+    # Refusals: other objectives under the same study name, a negative shift, unknown space, unknown storage scheme.
     clash = _cli(base + ["--trials", "1", "--study", "dense-mnist-acc-gates", "--objectives", "acc"], tmp_path)
     assert clash.returncode == 2 and "exists with objectives acc,gates" in clash.stderr
     bad = _cli(["--space", "dense", "--trials", "1", "--random-shift", "-1", "--storage", str(tmp_path / "shift.log")],

@@ -104,7 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
     if _is_main_process():
         print(f"discrete test accuracy {metrics['test_acc_discrete'] * 100:.2f}% "
               f"(relaxed {metrics['test_acc_relaxed'] * 100:.2f}%, gap {metrics['discretization_gap'] * 100:+.2f} "
-              f"points), gates {metrics['gates']} ({metrics['gates_raw']} before simplification), "
+              f"points; train mode {metrics['test_acc_train_mode'] * 100:.2f}%), gates {metrics['gates']} ({metrics['gates_raw']} before simplification), "
               f"{metrics['images_per_second']:.0f} images/s, outputs in {out}")
     return 0
 

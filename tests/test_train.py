@@ -17,7 +17,7 @@ from lgn_nas.layers import LogicDense
 from lgn_nas.netlist import load_netlist
 from lgn_nas.train import (
     CHECKPOINT_NAME, EpochEnd, StopTraining, TrainConfig, Trainer, TrainingDiverged, atomic_write_json, evaluate,
-    fit, load_checkpoint, make_param_groups, relaxed_mode, temperature_at,
+    evaluate_train_mode, fit, load_checkpoint, make_param_groups, relaxed_mode, temperature_at,
 )
 from lgn_nas.train import checkpoint as checkpoint_module
 
@@ -147,6 +147,9 @@ def test_real_mnist_training_learns_and_netlist_agrees(mnist, tmp_path):
     assert m["test_acc_discrete"] > 0.45
     assert m["test_acc_relaxed"] > 0.5
     assert m["discretization_gap"] == pytest.approx(m["test_acc_relaxed"] - m["test_acc_discrete"])
+    # softmax is deterministic: its training forward is the relaxed model.
+    assert m["test_acc_train_mode"] == m["test_acc_relaxed"]
+    assert m["train_mode_gap"] == pytest.approx(m["discretization_gap"])
     assert 0.0 <= m["unused_gate_fraction"] < 1.0
     assert 0 < m["gates"] <= m["gates_raw"] == 4000
     assert m["train_seconds"] > 0 and m["images_per_second"] > 0
@@ -187,6 +190,31 @@ def test_relaxed_mode_is_noise_free_softmax_and_restores(mnist):
     assert model.training and all(m.relaxation == "gumbel_st" for m in model.modules() if isinstance(m, LogicDense))
     relaxed = evaluate(model, mnist.test[0][:64], mnist.test[1][:64], relaxed=True, batch_size=20)
     assert relaxed["acc"] == pytest.approx(float((first.argmax(1) == mnist.test[1][:64]).float().mean()))
+
+
+def test_train_mode_evaluation_samples_gumbel_and_equals_discrete_for_hard_st(mnist):
+    x, y = mnist.test[0][:300], mnist.test[1][:300]
+    torch.manual_seed(0)
+    model = lgn_nas.models.LogicDenseNet(depth=2, width=200, init="gaussian", relaxation="gumbel_st", drop_rate=0.5,
+                                         backend="torch")
+    rng_before = torch.random.get_rng_state()
+    first = evaluate_train_mode(model, x, y, draws=3, seed=5, batch_size=100)
+    torch.testing.assert_close(torch.random.get_rng_state(), rng_before)  # caller's stream untouched
+    assert first["draws"] == 3 and len(first["acc_per_draw"]) == 3
+    assert len(set(first["acc_per_draw"])) > 1  # Gumbel noise: the draws are different networks
+    assert evaluate_train_mode(model, x, y, draws=3, seed=5, batch_size=100) == first  # seeded
+    assert model.training and all(m.relaxation == "gumbel_st" for m in model.modules() if isinstance(m, LogicDense))
+    # hard_st's training forward is the argmax circuit itself: train mode == discrete, one pass.
+    for m in model.modules():
+        if isinstance(m, LogicDense):
+            m.relaxation = "hard_st"
+    hard = evaluate_train_mode(model, x, y, draws=3, batch_size=100)
+    assert hard["draws"] == 1
+    assert hard["acc"] == evaluate(model, x, y, relaxed=False, batch_size=100)["acc"]
+    with pytest.raises(ValueError, match="draws must be an int >= 1, got 0"):
+        evaluate_train_mode(model, x, y, draws=0)
+    with pytest.raises(ValueError, match="train_mode=True needs relaxed=True"):
+        evaluate(model, x, y, relaxed=False, train_mode=True)
 
 
 # --------------------------------------------------------------------------- callbacks, resume, NaN

@@ -8,13 +8,13 @@ under ``torchrun``.
 from .checkpoint import CHECKPOINT_NAME, atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import TEMPERATURE_SCHEDULES, TrainConfig, temperature_at
 from .trainer import (
-    EpochEnd, StopTraining, TrainingDiverged, TrainResult, Trainer, build_model, check_names, evaluate, evaluate_netlist, fit,
+    EpochEnd, StopTraining, TrainingDiverged, TrainResult, Trainer, build_model, check_names, evaluate, evaluate_netlist, evaluate_train_mode, fit,
     fit_encoders, is_gate_logit_module, load_run, make_param_groups, relaxed_mode,
 )
 
 __all__ = [
     "TrainConfig", "TEMPERATURE_SCHEDULES", "temperature_at",
     "fit", "Trainer", "TrainResult", "EpochEnd", "StopTraining", "TrainingDiverged",
-    "build_model", "check_names", "evaluate", "evaluate_netlist", "fit_encoders", "load_run", "make_param_groups", "relaxed_mode", "is_gate_logit_module",
+    "build_model", "check_names", "evaluate", "evaluate_netlist", "evaluate_train_mode", "fit_encoders", "load_run", "make_param_groups", "relaxed_mode", "is_gate_logit_module",
     "save_checkpoint", "load_checkpoint", "atomic_write_bytes", "atomic_write_json", "CHECKPOINT_NAME",
 ]

@@ -11,6 +11,11 @@ Definitions used in every metric:
   ``softmax`` relaxation at their current temperature (so ``gumbel_*`` and ``hard_st`` models are
   scored by the expectation they are trained towards, not by one noise sample).
 - **gap** = relaxed - discrete (fractions in [0, 1]; positive when discretising hurts).
+- **train-mode** accuracy: the logic layers' own training forward, noise included (for ``gumbel_*``
+  one Gumbel draw per neuron and evaluation batch, as in training; for ``hard_st`` the argmax circuit
+  itself), the other modules in eval mode. ``train_mode_gap`` = train-mode - discrete is the gap as
+  Yousefi et al. 2025 measure it ("train mode" vs "eval mode" accuracy); reported at the end of
+  training only, with a fixed noise seed.
 
 Per-epoch discrete accuracy is computed through the netlist (identical by construction, and much
 faster than the torch eval forward); the final discrete test accuracy through the eval model.
@@ -38,7 +43,7 @@ from .distributed import DistributedContext, init_distributed, resolve_device
 
 __all__ = [
     "EpochEnd", "StopTraining", "TrainingDiverged", "TrainResult", "Trainer", "fit", "build_model",
-    "make_param_groups", "fit_encoders", "load_run", "evaluate", "evaluate_netlist", "netlist_feed", "relaxed_mode", "is_gate_logit_module",
+    "make_param_groups", "fit_encoders", "load_run", "evaluate", "evaluate_train_mode", "evaluate_netlist", "netlist_feed", "relaxed_mode", "is_gate_logit_module",
 ]
 
 Callback = Callable[["EpochEnd"], Optional[bool]]
@@ -204,8 +209,12 @@ def _model_temperature(model: nn.Module) -> Optional[float]:
 # --------------------------------------------------------------------------- evaluation
 
 @contextlib.contextmanager
-def relaxed_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Model in eval mode except logic layers: training mode with noise-free ``softmax`` relaxation."""
+def relaxed_mode(model: nn.Module, *, keep_relaxation: bool = False) -> Iterator[nn.Module]:
+    """Model in eval mode except logic layers: training mode with noise-free ``softmax`` relaxation.
+
+    ``keep_relaxation``: the logic layers keep their own relaxation instead (the training forward,
+    noise included).
+    """
     was_training = {module: module.training for module in model.modules()}
     relaxations = {}
     model.eval()
@@ -213,7 +222,8 @@ def relaxed_mode(model: nn.Module) -> Iterator[nn.Module]:
         for module in model.modules():
             if is_gate_logit_module(module) and hasattr(module, "relaxation"):
                 relaxations[module] = module.relaxation
-                module.relaxation = "softmax"
+                if not keep_relaxation:
+                    module.relaxation = "softmax"
                 module.training = True
         yield model
     finally:
@@ -238,8 +248,12 @@ def evaluate(
         device: Union[str, torch.device, None] = None,
         ctx: Optional[DistributedContext] = None,
         return_scores: bool = False,
+        train_mode: bool = False,
 ) -> Dict[str, Any]:
     """Accuracy and mean cross-entropy of ``model`` on ``(x, y)``, relaxed or discrete.
+
+    ``train_mode`` (with ``relaxed=True``): the logic layers' own training forward, noise included,
+    drawn from the global torch generator (see :func:`evaluate_train_mode` for a seeded estimate).
 
     Under torch.distributed (``ctx``) each rank scores ``rank::world_size`` of the samples and the
     counts are summed, so every rank gets the same exact result. ``return_scores`` (single process
@@ -250,7 +264,9 @@ def evaluate(
     index = torch.arange(ctx.rank, x.shape[0], ctx.world_size)
     totals = torch.zeros(3, dtype=torch.float64)
     scores_out = []
-    mode = relaxed_mode(model) if relaxed else contextlib.nullcontext()
+    if train_mode and not relaxed:
+        raise ValueError("evaluate: train_mode=True needs relaxed=True (the discrete model has no training forward)")
+    mode = relaxed_mode(model, keep_relaxation=train_mode) if relaxed else contextlib.nullcontext()
     was_training = model.training
     if not relaxed:
         model.eval()
@@ -277,6 +293,47 @@ def evaluate(
     if return_scores:
         result["scores"] = torch.cat(scores_out) if scores_out else torch.zeros(0)
     return result
+
+
+def _stochastic(model: nn.Module) -> bool:
+    from ..layers.relaxations import STOCHASTIC_RELAXATIONS
+
+    return any(getattr(m, "relaxation", None) in STOCHASTIC_RELAXATIONS
+               for m in model.modules() if is_gate_logit_module(m))
+
+
+def evaluate_train_mode(
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        draws: int = 3,
+        seed: int = 0,
+        batch_size: int = 1000,
+        device: Union[str, torch.device, None] = None,
+        ctx: Optional[DistributedContext] = None,
+) -> Dict[str, Any]:
+    """Accuracy and loss of the training forward (noise included), averaged over ``draws`` passes.
+
+    Deterministic relaxations (``softmax``, ``hard_st``) take one pass. The noise comes from a torch
+    generator seeded with ``seed`` (and the rank) inside ``torch.random.fork_rng``, so the estimate is
+    repeatable and the caller's random state is untouched.
+    """
+    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 1:
+        raise ValueError(f"draws must be an int >= 1, got {draws!r}")
+    ctx = ctx or DistributedContext()
+    passes = draws if _stochastic(model) else 1
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    accs, losses = [], []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed * 1009 + ctx.rank)
+        for _ in range(passes):
+            result = evaluate(model, x, y, relaxed=True, train_mode=True, batch_size=batch_size,
+                              device=device, ctx=ctx)
+            accs.append(result["acc"])
+            losses.append(result["loss"])
+    return {"acc": float(np.mean(accs)), "loss": float(np.mean(losses)), "draws": passes,
+            "acc_per_draw": accs}
 
 
 def netlist_feed(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -587,6 +644,8 @@ class Trainer:
         # ---- final test evaluation
         model.eval()
         test_relaxed = evaluate(model, x_test, y_test, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
+        test_train_mode = evaluate_train_mode(model, x_test, y_test, seed=c.seed, batch_size=c.eval_batch_size,
+                                              ctx=ctx)
         test_discrete = evaluate(model, x_test, y_test, relaxed=False, batch_size=c.eval_batch_size, ctx=ctx,
                                  return_scores=not ctx.enabled)
         (netlist, simplified), gate_stats = _netlist_stats(model)
@@ -600,6 +659,8 @@ class Trainer:
             "test_acc_discrete": test_discrete["acc"],
             "test_loss_relaxed": test_relaxed["loss"],
             "discretization_gap": test_relaxed["acc"] - test_discrete["acc"],
+            "test_acc_train_mode": test_train_mode["acc"],
+            "train_mode_gap": test_train_mode["acc"] - test_discrete["acc"],
             **gate_stats,
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "train_seconds": train_seconds,

@@ -344,6 +344,8 @@ def add_search_subcommand(sub: Any) -> None:
     search.add_argument("--max-raw-gates", type=int, default=None, help="prune genomes over this many gates before training")
     search.add_argument("--prune-margin", type=float, default=0.05,
                         help="multi-objective: prune a trial this far behind a no-bigger one at the same epoch (<0: off)")
+    search.add_argument("--prune-warmup", type=int, default=None, metavar="EPOCHS",
+                        help="epochs before any pruning (default: a tenth of --epochs)")
     search.add_argument("--batch-size", type=int, default=128)
     search.add_argument("--lr", type=float, default=None, help="fixed learning rate (default: searched in --lr-range)")
     search.add_argument("--lr-range", type=float, nargs=2, default=[0.01, 0.1], metavar=("LOW", "HIGH"))

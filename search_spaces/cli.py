@@ -48,7 +48,7 @@ def run_search_command(args: argparse.Namespace) -> int:
                    storage=args.storage, study_name=args.study, objectives=args.objectives, timeout=args.timeout,
                    out=args.out, space_bounds=bounds, train=train, sampler=args.sampler, pruner=args.pruner,
                    sampler_seed=args.sampler_seed, max_gates=args.max_gates, max_raw_gates=args.max_raw_gates,
-                   prune_margin=None if args.prune_margin < 0 else args.prune_margin,
+                   prune_margin=None if args.prune_margin < 0 else args.prune_margin, prune_warmup=args.prune_warmup,
                    lr_range=None if args.lr is not None else tuple(args.lr_range),
                    heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
                    data_root=args.data_root, progress=not args.no_progress, export=not args.no_export)

@@ -35,12 +35,19 @@ def make_sampler(name: str, *, objectives: Sequence[str], seed: Optional[int] = 
     raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, *, epochs: int) -> Any:
-    """``median``, ``hyperband`` (per-epoch discrete accuracy; single ``acc`` objective) or ``none``."""
+def make_pruner(name: str, *, epochs: int, warmup: Optional[int] = None) -> Any:
+    """``median``, ``hyperband`` (per-epoch discrete accuracy; single ``acc`` objective) or ``none``.
+
+    ``warmup``: epochs the median pruner waits (``None``: a tenth of ``epochs``, as the manual pruning
+    of multi-objective trials does).
+    """
     import optuna
 
+    from .objectives import default_prune_warmup
+
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+        warmup = default_prune_warmup(epochs) if warmup is None else warmup
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs), reduction_factor=3)
     if name == "none":
@@ -268,6 +275,7 @@ def run_search(
         max_gates: Optional[int] = None,
         max_raw_gates: Optional[int] = None,
         prune_margin: Optional[float] = 0.05,
+        prune_warmup: Optional[int] = None,
         lr_range: Optional[Sequence[float]] = (0.01, 0.1),
         heartbeat_interval: int = 30,
         grace_period: Optional[int] = None,
@@ -294,6 +302,9 @@ def run_search(
     objectives = parse_objectives(objectives)
     if not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be a positive int, got {trials!r}")
+    if prune_warmup is not None and (not isinstance(prune_warmup, int) or isinstance(prune_warmup, bool)
+                                     or prune_warmup < 0):
+        raise ValueError(f"prune_warmup must be an int >= 0 (epochs), got {prune_warmup!r}")
     if len(objectives) > 1 and pruner not in ("none", "median"):
         raise ValueError(f"pruner {pruner!r} needs a single 'acc' objective (multi-objective studies prune hopeless "
                          "trials by hand); use --pruner none")
@@ -313,7 +324,8 @@ def run_search(
                 "lr_range": list(lr_range) if lr_range is not None else None}
     study = open_study(study_name=study_name, storage=storage_obj, storage_url=storage, objectives=objectives,
                        sampler=make_sampler(sampler, objectives=objectives, seed=sampler_seed),
-                       pruner=make_pruner(pruner if len(objectives) == 1 else "none", epochs=epochs),
+                       pruner=make_pruner(pruner if len(objectives) == 1 else "none", epochs=epochs,
+                                          warmup=prune_warmup),
                        metadata=metadata)
     out = Path(out) if out is not None else None
     trials_dir = out / "trials" if out is not None else None
@@ -321,7 +333,7 @@ def run_search(
         trials_dir.mkdir(parents=True, exist_ok=True)
     objective = Objective(space=search_space, data=data, train_config=train_config, objectives=objectives,
                           max_gates=max_gates, max_raw_gates=max_raw_gates, prune_margin=prune_margin,
-                          trial_dir=trials_dir, lr_range=lr_range)
+                          prune_warmup=prune_warmup, trial_dir=trials_dir, lr_range=lr_range)
     done = finished_trials(study)
     log(f"study {study_name!r} on {mask_url(storage)}: {done} of {trials} trials finished; space {space}, "
         f"objectives {','.join(objectives)}, {epochs} epoch(s) per trial")

@@ -13,8 +13,8 @@ optuna = pytest.importorskip("optuna")
 
 import search_spaces  # noqa: E402
 from search_spaces import (  # noqa: E402
-    GenomeError, Objective, StorageError, build_model, get_space, list_spaces, mask_url, open_storage, open_study,
-    raw_gate_count, validate_genome,
+    GenomeError, Objective, StorageError, build_model, get_space, list_spaces, make_pruner, mask_url, open_storage,
+    open_study, raw_gate_count, validate_genome,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -173,6 +173,30 @@ def test_multi_objective_prunes_hopeless_and_raw_budget(tiny_data):
             assert t.state == optuna.trial.TrialState.COMPLETE and len(t.values) == 3
 
 
+def test_margin_pruning_waits_for_the_warmup(tiny_data):
+    space = get_space("dense", depth=(1, 1), width=(40, 80))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    leader_curve = [0.90] * 10
+    study.add_trial(optuna.trial.create_trial(
+        values=[0.9, 50], user_attrs={"val_acc_discrete_curve": leader_curve, "gates_raw_estimate": 60}))
+    trial = study.ask()
+    config = _config(epochs=30)
+    objective = Objective(space=space, data=tiny_data, train_config=config, objectives=("acc", "gates"))
+    assert objective.prune_warmup == 3  # a tenth of 30 epochs
+    # 10 points behind a no-bigger completed trial: kept during the warmup, hopeless after it.
+    assert objective._hopeless(trial, 3, 0.80, 60) is None
+    reason = objective._hopeless(trial, 4, 0.80, 60)
+    assert reason is not None and "behind trial 0" in reason
+    assert objective._hopeless(trial, 4, 0.80, 59) is None  # the leader is bigger: no verdict
+    assert objective._hopeless(trial, 4, 0.86, 60) is None  # within the 0.05 margin
+    eager = Objective(space=space, data=tiny_data, train_config=config, objectives=("acc", "gates"), prune_warmup=0)
+    assert eager._hopeless(trial, 1, 0.80, 60) is not None
+    with pytest.raises(ValueError, match="prune_warmup must be an int >= 0 .*got -1"):
+        Objective(space=space, data=tiny_data, train_config=config, prune_warmup=-1)
+    assert make_pruner("median", epochs=30)._n_warmup_steps == 3
+    assert make_pruner("median", epochs=5)._n_warmup_steps == 0
+
+
 def test_hybrid_objective_scores_the_head_netlist(tiny_data):
     space = get_space("hybrid", backbone=("resnet18",), feature_index=(1, 1), head_depth=(1, 1),
                       head_width=(20, 40), input_bits=(1,), relaxation=("softmax",))
@@ -235,13 +259,17 @@ def test_cli_search_exports_resumes_and_refuses(tmp_path):
     assert again.returncode == 0 and "2 of 2 trials finished" in again.stdout
     more = _cli(base + ["--trials", "3", "--no-export"], tmp_path)
     assert more.returncode == 0 and "2 of 3 trials finished" in more.stdout and "3 trial(s) finished" in more.stdout
-    # Refusals: other objectives under the same study name, a negative shift, unknown space, unknown storage scheme.
+    # Refusals: other objectives under the same study name, a negative shift or warmup, unknown space, unknown storage scheme.
     clash = _cli(base + ["--trials", "1", "--study", "dense-mnist-acc-gates", "--objectives", "acc"], tmp_path)
     assert clash.returncode == 2 and "exists with objectives acc,gates" in clash.stderr
     bad = _cli(["--space", "dense", "--trials", "1", "--random-shift", "-1", "--storage", str(tmp_path / "shift.log")],
                tmp_path)
     assert bad.returncode == 2 and "random_shift must be an int >= 0" in bad.stderr and "-1" in bad.stderr
     assert not (tmp_path / "shift.log").exists()  # refused before any storage is written
+    bad = _cli(["--space", "dense", "--trials", "1", "--prune-warmup", "-1", "--storage", str(tmp_path / "warm.log")],
+               tmp_path)
+    assert bad.returncode == 2 and "prune_warmup must be an int >= 0 (epochs), got -1" in bad.stderr
+    assert not (tmp_path / "warm.log").exists()
     bad = _cli(["--space", "nope", "--trials", "1"], tmp_path)
     assert bad.returncode == 2 and "unknown search space 'nope'" in bad.stderr
     bad = _cli(["--space", "dense", "--trials", "1", "--storage", "mongodb://me:pw123@h/db"], tmp_path)

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .objectives import OBJECTIVES, Objective, parse_objectives, save_trial, train_genome
+from .objectives import OBJECTIVES, Objective, default_prune_warmup, parse_objectives, save_trial, train_genome
 from .storage import StorageError, mask_url, open_storage, scrub
 
 __all__ = ["SAMPLERS", "PRUNERS", "open_study", "make_sampler", "make_pruner", "pareto_trials", "best_trial",
@@ -42,8 +42,6 @@ def make_pruner(name: str, *, epochs: int, warmup: Optional[int] = None) -> Any:
     of multi-objective trials does).
     """
     import optuna
-
-    from .objectives import default_prune_warmup
 
     if name == "median":
         warmup = default_prune_warmup(epochs) if warmup is None else warmup

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .objectives import OBJECTIVES, Objective, default_prune_warmup, parse_objectives, save_trial, train_genome
+from .objectives import OBJECTIVES, Objective, parse_objectives, resolve_prune_warmup, save_trial, train_genome
 from .storage import StorageError, mask_url, open_storage, scrub
 
 __all__ = ["SAMPLERS", "PRUNERS", "open_study", "make_sampler", "make_pruner", "pareto_trials", "best_trial",
@@ -44,8 +44,7 @@ def make_pruner(name: str, *, epochs: int, warmup: Optional[int] = None) -> Any:
     import optuna
 
     if name == "median":
-        warmup = default_prune_warmup(epochs) if warmup is None else warmup
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=resolve_prune_warmup(warmup, epochs))
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs), reduction_factor=3)
     if name == "none":
@@ -300,9 +299,7 @@ def run_search(
     objectives = parse_objectives(objectives)
     if not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be a positive int, got {trials!r}")
-    if prune_warmup is not None and (not isinstance(prune_warmup, int) or isinstance(prune_warmup, bool)
-                                     or prune_warmup < 0):
-        raise ValueError(f"prune_warmup must be an int >= 0 (epochs), got {prune_warmup!r}")
+    prune_warmup = resolve_prune_warmup(prune_warmup, epochs)  # refused before any storage is written
     if len(objectives) > 1 and pruner not in ("none", "median"):
         raise ValueError(f"pruner {pruner!r} needs a single 'acc' objective (multi-objective studies prune hopeless "
                          "trials by hand); use --pruner none")

@@ -644,8 +644,12 @@ class Trainer:
         # ---- final test evaluation
         model.eval()
         test_relaxed = evaluate(model, x_test, y_test, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
-        test_train_mode = evaluate_train_mode(model, x_test, y_test, seed=c.seed, batch_size=c.eval_batch_size,
-                                              ctx=ctx)
+        relaxations = {m.relaxation for m in model.modules() if is_gate_logit_module(m) and hasattr(m, "relaxation")}
+        if relaxations <= {"softmax"}:  # the training forward is the relaxed model just scored
+            test_train_mode = test_relaxed
+        else:
+            test_train_mode = evaluate_train_mode(model, x_test, y_test, seed=c.seed, batch_size=c.eval_batch_size,
+                                                  ctx=ctx)
         test_discrete = evaluate(model, x_test, y_test, relaxed=False, batch_size=c.eval_batch_size, ctx=ctx,
                                  return_scores=not ctx.enabled)
         (netlist, simplified), gate_stats = _netlist_stats(model)

@@ -1,0 +1,36 @@
+"""Per-layer discretisation diagnostics of a trained run (``lgn-nas train ... --out RUN``).
+
+    python benchmarks/diagnose_conv.py RUN [RUN ...] [--images 1000]
+
+Prints, for each run, the table of ``lgn_nas.train.diagnostics.discretization_report`` on the first
+``--images`` test images: pass-through fraction, logit margins, relaxed vs discrete activations
+after every conv block (after its OR pool) and dense layer, and the head's tau.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from lgn_nas.data import load_dataset
+from lgn_nas.train import load_run
+from lgn_nas.train.diagnostics import discretization_report, format_report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--images", type=int, default=1000)
+    args = parser.parse_args()
+    for run in args.runs:
+        model, config = load_run(run)
+        splits = load_dataset(config.dataset, root=config.data_root)
+        x = splits.test[0][:args.images]
+        x = x.float().div(255.0) if x.dtype == torch.uint8 else x
+        print(f"## {run} ({config.model}, {config.dataset})\n")
+        print(format_report(discretization_report(model, x)))
+        print()
+
+
+if __name__ == "__main__":
+    main()

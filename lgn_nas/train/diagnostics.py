@@ -1,0 +1,123 @@
+"""Where a relaxed LGN departs from its discrete circuit, layer by layer.
+
+``discretization_report(model, x)`` runs one batch through the model twice, relaxed (noise-free
+softmax, as :func:`~lgn_nas.train.relaxed_mode` scores it) and discrete (eval mode), and for every
+logic layer (each conv block after its OR pool, each dense layer) reports:
+
+- ``pass_through``: fraction of gates whose kept gate is a wire ('A' or 'B', ids 3 and 5);
+  ``residual``: fraction still on 'A', the residual initialisation's gate;
+- ``margin_median``: median gap between the top two gate logits (raw16) or the smallest
+  ``|logit|`` of the four truth-table entries (truth_table), in logit units at temperature 1;
+- ``p_top_mean``: mean relaxed weight of the kept gate (softmax at the layer's temperature);
+- ``mean_relaxed`` / ``mean_discrete``: mean output activation of the layer in each mode;
+- ``mean_abs_diff``: mean ``|relaxed - discrete|`` of the layer's outputs, each mode fed by its own
+  previous layers, so it shows where the two networks drift apart;
+- ``flip_rate``: fraction of outputs where ``round(relaxed)`` differs from the discrete bit.
+
+The head row gives GroupSum's tau and outputs per class. Used by ``benchmarks/diagnose_conv.py``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+import torch
+from torch import nn
+
+from ..layers import LogicDense, LogicTreeConv2d, LogicTreeConvPool2d
+from ..layers.relaxations import relax_categorical
+from .trainer import relaxed_mode
+
+__all__ = ["discretization_report", "format_report"]
+
+_PASS_A, _PASS_B = 3, 5
+
+
+def _logic_layers(model: nn.Module) -> List[tuple]:
+    """``(name, hooked module, logic layer)``: conv blocks are hooked after their pool."""
+    layers, inside_blocks = [], set()
+    for name, module in model.named_modules():
+        if isinstance(module, LogicTreeConvPool2d):
+            layers.append((name, module, module[0]))
+            inside_blocks.update(id(m) for m in module.modules())
+        elif isinstance(module, LogicTreeConv2d) and id(module) not in inside_blocks:
+            layers.append((name, module, module))
+        elif isinstance(module, LogicDense):
+            layers.append((name, module, module))
+    return layers
+
+
+def _gate_stats(layer: nn.Module) -> Dict[str, float]:
+    weight = layer.weight.detach().float()
+    ids = layer.gate_ids().reshape(-1)
+    stats = {
+        "gates": int(ids.numel()),
+        "pass_through": float(((ids == _PASS_A) | (ids == _PASS_B)).float().mean()),
+        "residual": float((ids == _PASS_A).float().mean()),
+    }
+    if layer.parametrization == "raw16":
+        top2 = weight.topk(2, dim=-1).values
+        stats["margin_median"] = float((top2[..., 0] - top2[..., 1]).median())
+        probs = relax_categorical(weight, "softmax", layer.temperature, True)
+        stats["p_top_mean"] = float(probs.max(dim=-1).values.mean())
+    else:
+        stats["margin_median"] = float(weight.abs().min(dim=-1).values.median())
+        p = torch.sigmoid(weight.abs() / layer.temperature)
+        stats["p_top_mean"] = float(p.prod(dim=-1).mean())
+    return stats
+
+
+@torch.no_grad()
+def discretization_report(model: nn.Module, x: torch.Tensor) -> List[Dict[str, Any]]:
+    """One row per logic layer (see the module docstring) for the batch ``x`` (float in [0, 1])."""
+    layers = _logic_layers(model)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no logic layers to report on")
+    captured: Dict[str, Dict[str, torch.Tensor]] = {"relaxed": {}, "discrete": {}}
+    mode = {"name": "relaxed"}
+    hooks = [module.register_forward_hook(
+        lambda _m, _i, out, key=name: captured[mode["name"]].__setitem__(key, out.detach().float()))
+        for name, module, _ in layers]
+    was_training = model.training
+    try:
+        with relaxed_mode(model):
+            model(x)
+        mode["name"] = "discrete"
+        model.eval()
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    rows = []
+    for name, _, layer in layers:
+        relaxed, discrete = captured["relaxed"][name], captured["discrete"][name]
+        rows.append({
+            "layer": name,
+            **_gate_stats(layer),
+            "mean_relaxed": float(relaxed.mean()),
+            "mean_discrete": float(discrete.mean()),
+            "mean_abs_diff": float((relaxed - discrete).abs().mean()),
+            "flip_rate": float(((relaxed > 0.5).float() != discrete).float().mean()),
+        })
+    head = getattr(model, "head", None)
+    group_sum = getattr(head, "group_sum", None)
+    classifier = getattr(head, "classifier", None)
+    if group_sum is not None and classifier is not None:
+        rows.append({"layer": "group_sum", "tau": float(group_sum.tau),
+                     "outputs_per_class": classifier.out_features / group_sum.num_classes})
+    return rows
+
+
+def format_report(rows: List[Dict[str, Any]]) -> str:
+    """A Markdown table of ``discretization_report`` rows."""
+    columns = ["layer", "gates", "pass_through", "residual", "margin_median", "p_top_mean",
+               "mean_relaxed", "mean_discrete", "mean_abs_diff", "flip_rate"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    extra = []
+    for row in rows:
+        if "gates" not in row:
+            extra.append(", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            continue
+        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + extra)

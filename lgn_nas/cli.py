@@ -9,9 +9,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
-__all__ = ["main", "build_parser", "parse_model_kwargs"]
+if TYPE_CHECKING:
+    from .train.config import TrainConfig
+
+__all__ = ["main", "build_parser", "parse_model_kwargs", "train_config"]
 
 
 RUN_OUTPUTS = ("checkpoint.safetensors", "config.json", "metrics.json", "netlist.lgn", "curves.png")
@@ -64,9 +67,34 @@ def _check_dataset(name: str) -> None:
 
 # --------------------------------------------------------------------------- train
 
+# `lgn-nas train` flags (argparse dest -> TrainConfig field) whose default is the model's recipe.
+_RECIPE_FLAGS = {
+    "opt": "optimizer", "lr": "lr", "random_shift": "random_shift", "weight_decay": "weight_decay",
+    "sched": "scheduler", "warmup_epochs": "warmup_epochs", "min_lr": "min_lr",
+    "temperature_schedule": "temperature_schedule", "temperature_start": "temperature_start",
+    "temperature_end": "temperature_end", "temperature_step": "temperature_step",
+}
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of parsed ``lgn-nas train`` arguments: defaults, the model's recipe, the flags."""
+    from .train.recipes import config_with_recipe, get_recipe
+
+    given = {field: getattr(args, dest) for dest, field in _RECIPE_FLAGS.items() if hasattr(args, dest)}
+    taken = {k: v for k, v in get_recipe(args.model).items() if k not in given}
+    if taken and _is_main_process():
+        print(f"lgn-nas train: {args.model} recipe: " + ", ".join(f"{k}={v}" for k, v in taken.items())
+              + " (flags override it)", file=sys.stderr)
+    return config_with_recipe(
+        args.model, model_kwargs=parse_model_kwargs(args.model_kwargs), dataset=args.dataset,
+        data_root=args.data_root, val_size=args.val_size, limit_train=args.limit_train, limit_test=args.limit_test,
+        epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+        decay_gate_logits=args.decay_gate_logits, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
+        **given)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .data import DatasetFetchError
-    from .train import TrainConfig, TrainingDiverged, fit
+    from .train import TrainingDiverged, fit
 
     _check_model(args.model)
     _check_dataset(args.dataset)
@@ -79,15 +107,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"output directory {out} exists and is not empty; pass --resume to continue the run "
                          "there or --force to overwrite it")
     try:
-        config = TrainConfig(
-            model=args.model, model_kwargs=parse_model_kwargs(args.model_kwargs), dataset=args.dataset,
-            data_root=args.data_root, val_size=args.val_size, limit_train=args.limit_train, limit_test=args.limit_test,
-            epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-            optimizer=args.opt, lr=args.lr, weight_decay=args.weight_decay, decay_gate_logits=args.decay_gate_logits,
-            scheduler=args.sched, warmup_epochs=args.warmup_epochs, min_lr=args.min_lr,
-            temperature_schedule=args.temperature_schedule, temperature_start=args.temperature_start,
-            temperature_end=args.temperature_end, temperature_step=args.temperature_step,
-            grad_clip=args.grad_clip, random_shift=args.random_shift, seed=args.seed, device=args.device)
+        config = train_config(args)
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.force and out.is_dir():
@@ -271,19 +291,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="output directory")
     train.add_argument("--model-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
                        help="model arguments; values parsed as JSON when possible (depth=2 width=[100,200])")
-    train.add_argument("--opt", default="adam", help="timm optimizer name (default adam)")
-    train.add_argument("--lr", type=float, default=0.01)
-    train.add_argument("--random-shift", type=int, default=0, metavar="PIXELS",
+    # Flags a model's recipe may set (lgn_nas.train.recipes): absent unless given, so the recipe applies.
+    unset = argparse.SUPPRESS
+    train.add_argument("--opt", default=unset, help="timm optimizer name (default adam)")
+    train.add_argument("--lr", type=float, default=unset, help="learning rate (default 0.01; conv models 0.05)")
+    train.add_argument("--random-shift", type=int, default=unset, metavar="PIXELS",
                        help="translate each training image by up to PIXELS per axis (augmentation)")
-    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--weight-decay", type=float, default=unset)
     train.add_argument("--decay-gate-logits", action="store_true", help="apply weight decay to gate logits too")
-    train.add_argument("--sched", default="none", help="timm scheduler name (cosine, step, ...) or none")
-    train.add_argument("--warmup-epochs", type=int, default=0)
-    train.add_argument("--min-lr", type=float, default=0.0)
-    train.add_argument("--temperature-schedule", default="constant", choices=TEMPERATURE_SCHEDULES)
-    train.add_argument("--temperature-start", type=float, default=None)
-    train.add_argument("--temperature-end", type=float, default=None)
-    train.add_argument("--temperature-step", default="epoch", choices=("epoch", "step"))
+    train.add_argument("--sched", default=unset, help="timm scheduler name (cosine, step, ...) or none (default none; "
+                       "conv models cosine)")
+    train.add_argument("--warmup-epochs", type=int, default=unset)
+    train.add_argument("--min-lr", type=float, default=unset)
+    train.add_argument("--temperature-schedule", default=unset, choices=TEMPERATURE_SCHEDULES,
+                       help="default constant; conv models cosine from 1.0 to 0.1 per step")
+    train.add_argument("--temperature-start", type=float, default=unset)
+    train.add_argument("--temperature-end", type=float, default=unset)
+    train.add_argument("--temperature-step", default=unset, choices=("epoch", "step"))
     train.add_argument("--grad-clip", type=float, default=None)
     train.add_argument("--val-size", type=int, default=5000, help="validation images split off the training set")
     train.add_argument("--limit-train", type=int, default=None, help="use only the first N training images")

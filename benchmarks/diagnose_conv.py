@@ -4,7 +4,8 @@
 
 Prints, for each run, the table of ``lgn_nas.train.diagnostics.discretization_report`` on the first
 ``--images`` test images: pass-through fraction, logit margins, relaxed vs discrete activations
-after every conv block (after its OR pool) and dense layer, and the head's tau.
+after every conv block (after its OR pool) and dense layer, and the head's tau; then the share of
+each layer's gates that one training step of 128 of those images reaches with a gradient.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from lgn_nas.data import load_dataset
 from lgn_nas.train import load_run
-from lgn_nas.train.diagnostics import discretization_report, format_report
+from lgn_nas.train.diagnostics import discretization_report, format_report, gradient_reach
 
 
 def main() -> None:
@@ -29,7 +30,9 @@ def main() -> None:
         x = x.float().div(255.0) if x.dtype == torch.uint8 else x
         print(f"## {run} ({config.model}, {config.dataset})\n")
         print(format_report(discretization_report(model, x)))
-        print()
+        reach = gradient_reach(model, x[:128], splits.test[1][:128])
+        print("\ngradient reach (" + ", ".join(sorted({m.relaxation for m in model.modules() if hasattr(m, "relaxation")}))
+              + "): " + ", ".join(f"{name} {share:.3f}" for name, share in reach.items()) + "\n")
 
 
 if __name__ == "__main__":

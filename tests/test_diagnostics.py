@@ -37,3 +37,14 @@ def test_report_of_near_one_hot_logits_shows_no_drift():
         assert row["p_top_mean"] == pytest.approx(1.0)
         assert row["mean_abs_diff"] < 1e-6 and row["flip_rate"] == 0.0
         assert row["mean_relaxed"] == pytest.approx(row["mean_discrete"], abs=1e-6)
+
+
+def test_gradient_reach_of_hard_straight_through_at_residual_init_is_partial():
+    from lgn_nas.train.diagnostics import gradient_reach
+
+    x, y = torch.rand(8, 1, 12, 12), torch.randint(0, 2, (8,))
+    soft = gradient_reach(timm.create_model("lgn_conv_mnist_s", **SMALL_CONV), x, y)
+    hard = gradient_reach(timm.create_model("lgn_conv_mnist_s", relaxation="hard_st", **SMALL_CONV), x, y)
+    assert min(soft.values()) > 0.9
+    # Trees: only the gates on the path of leaf 0 (3 of 7) feed 'A' at every level above them.
+    assert hard["stages.0"] <= 3 / 7 + 1e-6 and hard["stages.1"] <= 3 / 7 + 1e-6

@@ -14,20 +14,23 @@ logic layer (each conv block after its OR pool, each dense layer) reports:
   previous layers, so it shows where the two networks drift apart;
 - ``flip_rate``: fraction of outputs where ``round(relaxed)`` differs from the discrete bit.
 
-The head row gives GroupSum's tau and outputs per class. Used by ``benchmarks/diagnose_conv.py``.
+The head row gives GroupSum's tau and outputs per class. ``gradient_reach(model, x, y)`` gives, per
+logic layer, the fraction of gates whose logits get a non-zero gradient from one batch of the
+training forward. Both are used by ``benchmarks/diagnose_conv.py``.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, List
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..layers import LogicDense, LogicTreeConv2d, LogicTreeConvPool2d
 from ..layers.relaxations import relax_categorical
 from .trainer import relaxed_mode
 
-__all__ = ["discretization_report", "format_report"]
+__all__ = ["discretization_report", "format_report", "gradient_reach"]
 
 _PASS_A, _PASS_B = 3, 5
 
@@ -121,3 +124,24 @@ def format_report(rows: List[Dict[str, Any]]) -> str:
         cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + extra)
+
+
+def gradient_reach(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Dict[str, float]:
+    """Per logic layer, the fraction of gates with a non-zero logit gradient from one training step.
+
+    Under a straight-through forward every pass-through gate 'A' passes gradient to its first input
+    only, so at the residual initialisation most gates get none; the softmax mixture reaches all.
+    """
+    was_training = model.training
+    model.train()
+    model.zero_grad(set_to_none=True)
+    try:
+        F.cross_entropy(model(x), y).backward()
+        reach = {}
+        for name, _, layer in _logic_layers(model):
+            grad = layer.weight.grad
+            reach[name] = 0.0 if grad is None else float((grad.abs().amax(dim=-1) > 0).float().mean())
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return reach

@@ -65,7 +65,7 @@ def _check_dataset(name: str) -> None:
 # --------------------------------------------------------------------------- train
 
 def run_train(args: argparse.Namespace) -> int:
-    from .data import DatasetFetchError
+    from .data import DatasetFetchError, DatasetFormatError
     from .train import TrainConfig, TrainingDiverged, fit
 
     _check_model(args.model)
@@ -97,7 +97,7 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         print(f"lgn-nas train: training diverged: {error}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, DatasetFetchError) as error:  # data files missing / not fetchable
+    except (FileNotFoundError, DatasetFetchError, DatasetFormatError) as error:  # data missing, unfetchable, malformed
         print(f"lgn-nas train: {error}", file=sys.stderr)
         return 1
     metrics = result.metrics

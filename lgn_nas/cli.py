@@ -87,7 +87,8 @@ def run_train(args: argparse.Namespace) -> int:
             scheduler=args.sched, warmup_epochs=args.warmup_epochs, min_lr=args.min_lr,
             temperature_schedule=args.temperature_schedule, temperature_start=args.temperature_start,
             temperature_end=args.temperature_end, temperature_step=args.temperature_step,
-            grad_clip=args.grad_clip, random_shift=args.random_shift, seed=args.seed, device=args.device)
+            grad_clip=args.grad_clip, random_shift=args.random_shift, random_crop_padding=args.random_crop_padding,
+            hflip=args.hflip, seed=args.seed, device=args.device)
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.force and out.is_dir():
@@ -275,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=0.01)
     train.add_argument("--random-shift", type=int, default=0, metavar="PIXELS",
                        help="translate each training image by up to PIXELS per axis (augmentation)")
+    train.add_argument("--random-crop-padding", type=int, default=0, metavar="PIXELS",
+                       help="pad each training image by PIXELS zeros per side, crop back at a random offset "
+                            "(the paper's CIFAR-10 augmentation, e.g. 4; the same transform as --random-shift)")
+    train.add_argument("--hflip", action="store_true",
+                       help="mirror each training image left to right with probability 0.5 (augmentation)")
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--decay-gate-logits", action="store_true", help="apply weight decay to gate logits too")
     train.add_argument("--sched", default="none", help="timm scheduler name (cosine, step, ...) or none")

@@ -69,7 +69,8 @@ def _check_dataset(name: str) -> None:
 
 # `lgn-nas train` flags (argparse dest -> TrainConfig field) whose default is the model's recipe.
 _RECIPE_FLAGS = {
-    "opt": "optimizer", "lr": "lr", "random_shift": "random_shift", "weight_decay": "weight_decay",
+    "opt": "optimizer", "lr": "lr", "random_shift": "random_shift", "random_crop_padding": "random_crop_padding",
+    "hflip": "hflip", "weight_decay": "weight_decay",
     "sched": "scheduler", "warmup_epochs": "warmup_epochs", "min_lr": "min_lr",
     "temperature_schedule": "temperature_schedule", "temperature_start": "temperature_start",
     "temperature_end": "temperature_end", "temperature_step": "temperature_step",
@@ -93,7 +94,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .data import DatasetFetchError
+    from .data import DatasetFetchError, DatasetFormatError
     from .train import TrainingDiverged, fit
 
     _check_model(args.model)
@@ -117,7 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         print(f"lgn-nas train: training diverged: {error}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, DatasetFetchError) as error:  # data files missing / not fetchable
+    except (FileNotFoundError, DatasetFetchError, DatasetFormatError) as error:  # data missing, unfetchable, malformed
         print(f"lgn-nas train: {error}", file=sys.stderr)
         return 1
     metrics = result.metrics
@@ -297,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=unset, help="learning rate (default 0.01; conv models 0.05)")
     train.add_argument("--random-shift", type=int, default=unset, metavar="PIXELS",
                        help="translate each training image by up to PIXELS per axis (augmentation)")
+    train.add_argument("--random-crop-padding", type=int, default=unset, metavar="PIXELS",
+                       help="pad each training image by PIXELS zeros per side, crop back at a random offset "
+                            "(the paper's CIFAR-10 augmentation, e.g. 4; the same transform as --random-shift)")
+    train.add_argument("--hflip", action="store_true", default=unset,
+                       help="mirror each training image left to right with probability 0.5 (augmentation)")
     train.add_argument("--weight-decay", type=float, default=unset)
     train.add_argument("--decay-gate-logits", action="store_true", help="apply weight decay to gate logits too")
     train.add_argument("--sched", default=unset, help="timm scheduler name (cosine, step, ...) or none (default none; "

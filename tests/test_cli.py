@@ -58,6 +58,31 @@ def test_bad_config_value_exit_2(tmp_path, capsys):
     assert "epochs must be a positive int" in capsys.readouterr().err
 
 
+def test_augmentation_options_reach_the_config(tmp_path, capsys, monkeypatch):
+    import lgn_nas.train
+
+    class Captured(Exception):
+        pass
+
+    def capture(config, **kwargs):
+        raise Captured(config)
+
+    monkeypatch.setattr(lgn_nas.train, "fit", capture)
+    with pytest.raises(Captured) as info:
+        main(["train", "lgn_dense_s", "--out", str(tmp_path / "a"), "--random-crop-padding", "4", "--hflip"])
+    config = info.value.args[0]
+    assert config.random_crop_padding == 4 and config.hflip is True and config.random_shift == 0
+    with pytest.raises(Captured) as info:
+        main(["train", "lgn_dense_s", "--out", str(tmp_path / "a")])
+    assert info.value.args[0].random_crop_padding == 0 and info.value.args[0].hflip is False
+    assert main(["train", "lgn_dense_s", "--out", str(tmp_path / "b"), "--random-crop-padding", "-3"]) == 2
+    assert "random_crop_padding must be an int >= 0 (pixels), got -3" in capsys.readouterr().err
+    assert main(["train", "lgn_dense_s", "--out", str(tmp_path / "c"), "--random-crop-padding", "4",
+                 "--random-shift", "1"]) == 2
+    assert "are the same transform" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
 def test_train_writes_outputs_then_resume_and_force(tmp_path, capsys, mnist_available):
     out = tmp_path / "run"
     assert main(["train", "lgn_dense_s", "--out", str(out), "--epochs", "1", *TINY]) == 0

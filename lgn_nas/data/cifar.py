@@ -8,7 +8,8 @@ and refuses object arrays, so a crafted file cannot run code.
 
 No package ships CIFAR-10 here: put the directory under ``<root>/cifar-10-batches-py/`` (or pass
 the directory itself as ``root``), or drop the official ``cifar-10-python.tar.gz`` into ``<root>``
-and it is extracted (checked member by member) on first use.
+and it is extracted (checked member by member) on first use. :mod:`.cifar_layout` chooses between
+this layout and the binary one (:mod:`.cifar_bin`).
 """
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ import io
 import os
 import pickle
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 
-from .fetch import data_root, extract_members, install_dir_atomically
+from .fetch import extract_members, install_dir_atomically
 
 __all__ = [
     "CIFAR10_DIRNAME",
@@ -30,7 +31,8 @@ __all__ = [
     "RestrictedUnpickler",
     "safe_load_pickle",
     "read_cifar_batch",
-    "locate_cifar10",
+    "is_cifar10_py_dir",
+    "extract_cifar10_tarball",
     "load_cifar10_arrays",
 ]
 
@@ -192,31 +194,19 @@ def _read_class_names(directory: Path) -> tuple[str, ...]:
     return tuple(n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names)
 
 
-def _is_cifar_dir(directory: Path) -> bool:
-    names = CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,)
-    return all((directory / name).is_file() for name in names)
+def is_cifar10_py_dir(directory: PathLike) -> bool:
+    """Whether ``directory`` holds the six python batch files (their contents are checked when read)."""
+    directory = Path(directory)
+    return all((directory / name).is_file() for name in CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,))
 
 
-def locate_cifar10(root: Optional[PathLike] = None, *, extract: bool = True) -> Path:
-    """The ``cifar-10-batches-py`` directory: ``root`` itself, ``<root>/cifar-10-batches-py``,
-    or (when ``extract``) one made from ``<root>/cifar-10-python.tar.gz``."""
-    base = data_root(root)
-    candidates = [base, base / CIFAR10_DIRNAME]
-    for directory in candidates:
-        if _is_cifar_dir(directory):
-            return directory
+def extract_cifar10_tarball(base: PathLike) -> Path:
+    """Extract ``<base>/cifar-10-python.tar.gz`` (named members only) into ``<base>/cifar-10-batches-py``."""
+    base = Path(base)
+    names = CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH, CIFAR10_META)
+    members = {f"{CIFAR10_DIRNAME}/{name}": name for name in names}
     tarball = base / CIFAR10_TARBALL
-    if extract and tarball.is_file():
-        names = CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH, CIFAR10_META)
-        members = {f"{CIFAR10_DIRNAME}/{name}": name for name in names}
-        return install_dir_atomically(base / CIFAR10_DIRNAME, lambda tmp: extract_members(tarball, members, tmp))
-    needed = ", ".join(CIFAR10_TRAIN_BATCHES + (CIFAR10_TEST_BATCH,))
-    raise FileNotFoundError(
-        f"CIFAR-10 not found (looked in {', '.join(str(c) for c in candidates)}). No package ships it: "
-        f"download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and put it "
-        f"(or its extracted {CIFAR10_DIRNAME}/ directory with {needed}) in {base}, "
-        f"or pass root=DIR / set $LGN_DATA_DIR"
-    )
+    return install_dir_atomically(base / CIFAR10_DIRNAME, lambda tmp: extract_members(tarball, members, tmp))
 
 
 def load_cifar10_arrays(
@@ -227,7 +217,7 @@ def load_cifar10_arrays(
     Images are uint8 (N, 3, 32, 32); labels int64; training batches concatenated in order 1..5.
     """
     directory = Path(directory)
-    if not _is_cifar_dir(directory):
+    if not is_cifar10_py_dir(directory):
         raise FileNotFoundError(f"{directory}: not a {CIFAR10_DIRNAME} directory (needs data_batch_1..5, test_batch)")
     train = [read_cifar_batch(directory / name) for name in CIFAR10_TRAIN_BATCHES]
     x_test, y_test = read_cifar_batch(directory / CIFAR10_TEST_BATCH)

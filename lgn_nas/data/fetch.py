@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_DATA_DIR",
     "DatasetFetchError",
     "ChecksumError",
+    "DatasetFormatError",
     "data_root",
     "file_sha1",
     "npm_pack",
@@ -40,6 +41,13 @@ class DatasetFetchError(RuntimeError):
 
 class ChecksumError(ValueError):
     """A downloaded file does not have the expected hash."""
+
+
+class DatasetFormatError(ValueError):
+    """A data file is there but not in its format (wrong size, label out of range, bad pickle or IDX).
+
+    The message is one line naming the file and what was expected, fit to show a user as it is.
+    """
 
 
 def data_root(root: Optional[PathLike] = None) -> Path:

@@ -29,6 +29,10 @@ class TrainConfig:
       epoch e of E uses progress e/(E-1); "step": step s of S uses s/(S-1)).
     - ``limit_train`` / ``limit_test``: use only the first N images (quick runs and tests).
     - ``random_shift``: translate each training image by up to N pixels per axis (zero fill).
+    - ``random_crop_padding``: pad each training image by N zeros per side and crop it back at a random
+      offset (torchvision's ``RandomCrop(size, padding=N)``, the paper's CIFAR-10 augmentation; the
+      same transform as ``random_shift=N``, so only one of the two may be set). ``hflip``: mirror each
+      training image left to right with probability 0.5. Applied in that order, per step.
     - ``seed`` fixes model init, data order and relaxation noise (reseeded per epoch and rank, so a
       resumed run repeats an uninterrupted one).
     """
@@ -59,6 +63,8 @@ class TrainConfig:
     temperature_step: str = "epoch"
     grad_clip: Optional[float] = None
     random_shift: int = 0
+    random_crop_padding: int = 0
+    hflip: bool = False
     seed: int = 0
     device: str = "auto"
 
@@ -79,6 +85,14 @@ class TrainConfig:
                 positive_int(name)
         if not isinstance(self.random_shift, int) or isinstance(self.random_shift, bool) or self.random_shift < 0:
             raise ValueError(f"random_shift must be an int >= 0 (pixels), got {self.random_shift!r}")
+        padding = self.random_crop_padding
+        if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+            raise ValueError(f"random_crop_padding must be an int >= 0 (pixels), got {padding!r}")
+        if self.random_shift and padding:
+            raise ValueError(f"random_shift ({self.random_shift}) and random_crop_padding ({padding}) are the same "
+                             "transform (zero-pad, crop back at a random offset); set only one")
+        if not isinstance(self.hflip, bool):
+            raise ValueError(f"hflip must be True or False, got {self.hflip!r}")
         if not isinstance(self.val_size, int) or self.val_size < 0:
             raise ValueError(f"val_size must be an int >= 0, got {self.val_size!r}")
         if not isinstance(self.model_kwargs, dict):

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
-from .augment import random_shift
+from .augment import random_crop, random_hflip, random_shift
 from .config import TrainConfig, temperature_at
 from .distributed import DistributedContext, init_distributed, resolve_device
 
@@ -733,6 +733,10 @@ class Trainer:
                     set_temperature(self._temperature(epoch, step, steps_per_epoch))
                 if c.random_shift:
                     xb = random_shift(xb, c.random_shift)
+                if c.random_crop_padding:
+                    xb = random_crop(xb, c.random_crop_padding)
+                if c.hflip:
+                    xb = random_hflip(xb)
                 scores = train_model(xb)
                 loss = self.compute_loss(scores, yb)
                 with torch.no_grad():

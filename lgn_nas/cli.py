@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Flags a model's recipe may set (lgn_nas.train.recipes): absent unless given, so the recipe applies.
     unset = argparse.SUPPRESS
     train.add_argument("--opt", default=unset, help="timm optimizer name (default adam)")
-    train.add_argument("--lr", type=float, default=unset, help="learning rate (default 0.01; conv models 0.05)")
+    train.add_argument("--lr", type=float, default=unset, help="learning rate (default 0.01; conv models 0.1)")
     train.add_argument("--random-shift", type=int, default=unset, metavar="PIXELS",
                        help="translate each training image by up to PIXELS per axis (augmentation)")
     train.add_argument("--random-crop-padding", type=int, default=unset, metavar="PIXELS",

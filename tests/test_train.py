@@ -84,6 +84,19 @@ def test_temperature_schedule_applied_per_epoch_and_step(mnist):
     assert per_step == pytest.approx(expected)
 
 
+def test_load_run_restores_the_temperature_training_ended_with(mnist, tmp_path):
+    from lgn_nas.train import load_run
+
+    config = tiny_config(epochs=2, limit_train=100, temperature_schedule="linear", temperature_start=2.0,
+                         temperature_end=0.25, temperature_step="step")
+    result = fit(config, data=mnist, out_dir=tmp_path / "run", plot=False)
+    model, _ = load_run(tmp_path / "run")
+    temperatures = {m.temperature for m in model.modules() if isinstance(m, LogicDense)}
+    assert len(temperatures) == 1 and temperatures.pop() == pytest.approx(0.25)
+    x, y = mnist.test[0][:300], mnist.test[1][:300]
+    assert evaluate(model, x, y, relaxed=True)["acc"] == result.metrics["test_acc_relaxed"]
+
+
 def test_distributive_thresholds_are_fitted_to_the_training_images(mnist):
     x = mnist.train[0][:300].float() / 255.0
     expected = torch.quantile(x.reshape(-1), torch.arange(1, 10) / 10.0)

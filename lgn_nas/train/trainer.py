@@ -183,7 +183,11 @@ def build_model(config: TrainConfig, *, num_classes: int, input_shape: Sequence[
 
 
 def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """The trained model (in eval mode) and the config of a ``lgn-nas train`` output directory."""
+    """The trained model (in eval mode) and the config of a ``lgn-nas train`` output directory.
+
+    The relaxation temperature is the one training ended with (a temperature schedule's last value),
+    so the relaxed model scores as it did at the end of the run.
+    """
     from ..data import _spec
     from .checkpoint import load_checkpoint
 
@@ -196,6 +200,11 @@ def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "c
     spec = _spec(config.dataset)
     model = build_model(config, num_classes=spec.num_classes, input_shape=spec.input_shape)
     model.load_state_dict(checkpoint["model"])
+    history = checkpoint["meta"].get("history") or []
+    temperature = history[-1].get("temperature") if history else None
+    set_temperature = getattr(model, "set_temperature", None)
+    if temperature is not None and set_temperature is not None:
+        set_temperature(temperature)
     return model.to(device).eval(), config
 
 

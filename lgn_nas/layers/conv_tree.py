@@ -144,6 +144,12 @@ class LogicTreeConv2d(nn.Module):
         return 1 << self.tree_depth
 
     def _draw_leaves(self, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """The wiring, drawn on the CPU (the draws read values) and returned on the default device."""
+        device = torch.get_default_device()
+        with torch.device("cpu"):
+            return self._draw_leaves_cpu(generator).to(device)
+
+    def _draw_leaves_cpu(self, generator: Optional[torch.Generator]) -> torch.Tensor:
         k2 = self.kernel_size ** 2
         group_in = self.in_channels // self.groups
         group_out = self.out_channels // self.groups

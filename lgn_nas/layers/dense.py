@@ -24,7 +24,15 @@ def logic_dense_forward(
         x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor, backend: str,
         in_features: int,
 ) -> torch.Tensor:
-    """Evaluate a dense logic layer with ``backend``'s op (an FX leaf: traced as one call)."""
+    """Evaluate a dense logic layer with ``backend``'s op (an FX leaf: traced as one call).
+
+    TorchScript (an FX graph scripted) compiles only the first branch: the plain torch op.
+    """
+    if torch.jit.is_scripting():
+        if x.dim() != 2 or x.shape[1] != in_features:
+            raise ValueError("LogicDense expects input of shape (batch, " + str(in_features) + "), got "
+                             + str(list(x.shape)))
+        return logic_dense_plain(x, in_a, in_b, coefficients)
     if x.dim() != 2 or x.shape[1] != in_features:
         raise ValueError(f"LogicDense expects input of shape (batch, {in_features}), got {tuple(x.shape)}")
     return dense_op(backend)(x, in_a, in_b, coefficients)

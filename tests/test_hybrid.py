@@ -72,7 +72,8 @@ def test_hybrid_backbone_by_name_and_cut_point():
     model = timm.create_model("lgn_hybrid_resnet18", backbone="resnet10t", feature_index=2,
                               head_widths=[100, 50], in_chans=1, img_size=28, num_classes=5)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 5)
-    assert model.num_features == model.backbone.feature_info.channels()[0]
+    assert model.num_features == model.backbone.feature_info.channels()[-1]
+    assert len(model.feature_info) == 3  # the backbone's levels up to the cut
     with pytest.raises(ValueError, match="unknown backbone 'resnet9000'"):
         timm.create_model("lgn_hybrid_resnet18", backbone="resnet9000")
 

@@ -78,6 +78,20 @@ def test_global_pool_names_what_it_supports():
         model.reset_classifier(0, "max")
 
 
+@pytest.mark.parametrize("name", ["lgn_dense_s", "lgn_conv_mnist_s", "lgn_hybrid_resnet18"])
+def test_in_chans_and_img_size_other_than_the_cfg_are_reported_in_it(name):
+    from timm.data import resolve_data_config
+
+    kwargs = dict(SMALL[name], in_chans=2, img_size=[36, 32] if name != "lgn_hybrid_resnet18" else 64)
+    model = timm.create_model(name, **kwargs).eval()
+    config = resolve_data_config(model=model)
+    assert config["input_size"][0] == 2 and len(config["mean"]) == len(config["std"]) == 2
+    assert model(torch.rand(2, *config["input_size"])).shape == (2, 10)
+    assert model.forward_features(torch.rand(1, *config["input_size"])).shape[2:] == model.pretrained_cfg["pool_size"]
+    default = timm.create_model(name, **SMALL[name])
+    assert default.pretrained_cfg["input_size"] == timm.models.get_pretrained_cfg_value(name, "input_size")
+
+
 def test_timm_device_and_dtype_arguments():
     model = timm.create_model("lgn_conv_mnist_s", device="meta", dtype=torch.float64, seed=1,
                               **SMALL["lgn_conv_mnist_s"])

@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
 from ..layers import GroupSum, LogicDense, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
 from ..groups import check_groups
+from ._builder import build_lgn
 from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
 
 __all__ = ["LogicTreeNet", "LogicHead", "PASS_THROUGH_GATES", "shape_gate_count", "VARIANT_ARGS"]
@@ -340,7 +341,7 @@ def _create_lgn_conv(variant: str, pretrained: bool = False, **kwargs) -> LogicT
     out_indices = kwargs.pop("out_indices", None)
     stages = len(kwargs.get("channels", (0, 0, 0, 0)))
     feature_cfg = dict(flatten_sequential=True, out_indices=out_indices or tuple(range(stages)))
-    return build_model_with_cfg(LogicTreeNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
+    return build_lgn(LogicTreeNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:

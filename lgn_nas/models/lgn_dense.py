@@ -17,11 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ..groups import check_groups
 from ..layers import GroupSum, LogicDense, Thermometer
+from ._builder import build_lgn
 from ._heads import check_global_pool, check_num_classes, move_like
 
 __all__ = ["LogicDenseNet"]
@@ -261,7 +262,7 @@ def _create_lgn_dense(variant: str, pretrained: bool = False, **kwargs) -> Logic
             f"needs depth >= 2 (or use forward_features)")
     hidden = depth - 1 if isinstance(depth, int) else 0
     feature_cfg = dict(feature_cls="getter", out_indices=tuple(range(hidden)))
-    return build_model_with_cfg(LogicDenseNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
+    return build_lgn(LogicDenseNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:

@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 import timm
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ..layers import LogicBlock
+from ._builder import build_lgn
 from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
 
 __all__ = ["HybridLGN", "HybridHead"]
@@ -240,7 +241,7 @@ class HybridLGN(nn.Module):
 def _create_hybrid(variant: str, pretrained: bool = False, **kwargs) -> HybridLGN:
     # features_only: the backbone's maps up to the cut, all of them unless out_indices says otherwise
     feature_cfg = dict(feature_cls="getter", out_indices=None)
-    return build_model_with_cfg(HybridLGN, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
+    return build_lgn(HybridLGN, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:

@@ -244,3 +244,25 @@ def test_input_crop_errors_name_the_value():
     with pytest.raises(ValueError, match="in_subset must hold at least 2 input indices"):
         from lgn_nas.layers import LogicDense
         LogicDense(10, 4, in_subset=[3, 12])
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_timm_optimizer_factory_decays_what_lgn_nas_train_does(name):
+    from timm.optim import create_optimizer_v2
+    from lgn_nas.train import make_param_groups
+
+    model = timm.create_model(name, **SMALL[name])
+    timm_decay = {id(p): g["weight_decay"] for g in create_optimizer_v2(model, "adamw", weight_decay=0.05).param_groups
+                  for p in g["params"]}
+    ours = {id(p): g["weight_decay"] for g in make_param_groups(model, 0.05) for p in g["params"]}
+    assert timm_decay == ours and set(timm_decay) == {id(p) for p in model.parameters()}
+    assert 0.0 in ours.values() and (0.05 in ours.values()) == name.startswith("lgn_hybrid")
+
+
+def test_drop_path_and_drop_block_rates():
+    for name in ("lgn_dense_s", "lgn_conv_mnist_s"):
+        with pytest.raises(ValueError, match=r"drop_path_rate=0.1 is not supported .*expected 0 or None, and drop_rate"):
+            timm.create_model(name, drop_path_rate=0.1, **SMALL[name])
+        timm.create_model(name, drop_path_rate=0.0, drop_block_rate=None, **SMALL[name])
+    hybrid = timm.create_model("lgn_hybrid_resnet18", drop_path_rate=0.1, **SMALL["lgn_hybrid_resnet18"])
+    assert any(type(m).__name__ == "DropPath" for m in hybrid.backbone.modules())  # the backbone's own

@@ -19,7 +19,7 @@ constructor arguments alone, without building the model.
 """
 import contextlib
 import copy
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -28,10 +28,12 @@ from torch import nn
 
 from timm.models import generate_default_cfgs, register_model
 
-from ..layers import GroupSum, LogicDense, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
 from ..groups import check_groups
+from ..layers import GroupSum, LogicDense, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
+from ._args import refuse_unused_drop
 from ._builder import build_lgn
 from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
+from ._optim import gate_logit_names
 
 __all__ = ["LogicTreeNet", "LogicHead", "PASS_THROUGH_GATES", "shape_gate_count", "VARIANT_ARGS"]
 
@@ -162,12 +164,15 @@ class LogicTreeNet(nn.Module):
             group_tau: float = 20.0,
             global_pool: str = "flatten",
             drop_rate: float = 0.0,
+            drop_path_rate: Optional[float] = None,
+            drop_block_rate: Optional[float] = None,
             backend: str = "auto",
             seed: Optional[int] = None,
             device: Optional[Union[str, torch.device]] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        refuse_unused_drop(type(self).__name__, drop_path_rate=drop_path_rate, drop_block_rate=drop_block_rate)
         check_global_pool(global_pool, type(self).__name__)
         channels = list(channels)
         if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
@@ -256,6 +261,11 @@ class LogicTreeNet(nn.Module):
         for module in self.modules():
             if isinstance(module, (LogicDense, LogicTreeConv2d)):
                 module.temperature = float(temperature)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        """The gate logits: timm's optimizer factory then decays what ``lgn-nas train`` does by default."""
+        return gate_logit_names(self)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ A thermometer encoder turns the image into bits, ``depth`` layers of ``LogicDens
 and a ``GroupSum`` head counts each class's output bits. The last logic layer is the classifier.
 """
 import contextlib
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
@@ -22,8 +22,10 @@ from timm.models._features import feature_take_indices
 
 from ..groups import check_groups
 from ..layers import GroupSum, LogicDense, Thermometer
+from ._args import refuse_unused_drop
 from ._builder import build_lgn
 from ._heads import check_global_pool, check_num_classes, move_like
+from ._optim import gate_logit_names
 
 __all__ = ["LogicDenseNet"]
 
@@ -81,6 +83,8 @@ class LogicDenseNet(nn.Module):
             group_tau: float = 10.0,
             global_pool: str = "flatten",
             drop_rate: float = 0.0,
+            drop_path_rate: Optional[float] = None,
+            drop_block_rate: Optional[float] = None,
             backend: str = "auto",
             seed: Optional[int] = None,
             input_crop: Optional[Union[int, Sequence[int]]] = None,
@@ -88,6 +92,7 @@ class LogicDenseNet(nn.Module):
             dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        refuse_unused_drop(type(self).__name__, drop_path_rate=drop_path_rate, drop_block_rate=drop_block_rate)
         check_num_classes(num_classes)
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -166,6 +171,11 @@ class LogicDenseNet(nn.Module):
         for module in self.modules():
             if isinstance(module, LogicDense):
                 module.temperature = float(temperature)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        """The gate logits: timm's optimizer factory then decays what ``lgn-nas train`` does by default."""
+        return gate_logit_names(self)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:

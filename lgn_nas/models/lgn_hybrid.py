@@ -11,7 +11,7 @@ gives the head's circuit, whose input is ``head_input(x)`` (the normalised backb
 """
 import contextlib
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from timm.models._features import feature_take_indices
 from ..layers import LogicBlock
 from ._builder import build_lgn
 from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
+from ._optim import gate_logit_names
 
 __all__ = ["HybridLGN", "HybridHead"]
 
@@ -105,6 +106,8 @@ class HybridLGN(nn.Module):
             temperature: float = 1.0,
             global_pool: str = "flatten",
             drop_rate: float = 0.0,
+            drop_path_rate: Optional[float] = None,
+            drop_block_rate: Optional[float] = None,
             backend: str = "auto",
             seed: Optional[int] = None,
             backbone_kwargs: Optional[Dict[str, Any]] = None,
@@ -119,6 +122,9 @@ class HybridLGN(nn.Module):
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(int(s) for s in img_size)
         self.in_chans = in_chans
         backbone_kwargs = dict(backbone_kwargs or {})
+        for name, value in (("drop_path_rate", drop_path_rate), ("drop_block_rate", drop_block_rate)):
+            if value is not None:  # the backbone's regularizers (timm refuses them where it has none)
+                backbone_kwargs.setdefault(name, value)
         with torch.device(device) if device is not None else contextlib.nullcontext():
             levels = _backbone_levels(backbone, feature_index, in_chans, backbone_kwargs)
             self.backbone = timm.create_model(backbone, features_only=True, out_indices=levels, in_chans=in_chans,
@@ -177,6 +183,11 @@ class HybridLGN(nn.Module):
         for module in self.head.modules():
             if hasattr(module, "temperature") and isinstance(module.temperature, float):
                 module.temperature = float(temperature)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        """The gate logits: timm's optimizer factory then decays what ``lgn-nas train`` does by default."""
+        return gate_logit_names(self)
 
     @torch.jit.ignore
     def forward_intermediates(

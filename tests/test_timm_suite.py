@@ -81,4 +81,5 @@ def test_timm_scripts_run_through_the_wrapper(tmp_path):
                          text=True, check=True).stdout
     assert out.strip() == "(3, 28, 28) (2, 10)"
     bad = subprocess.run([sys.executable, str(wrapper), "--model", "x"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "expected the path of a timm script (e.g. benchmark.py) first, got '--model'" in bad.stderr
+    assert bad.returncode == 2
+    assert "expected the path of a timm script (e.g. benchmark.py) first, got '--model'" in bad.stderr

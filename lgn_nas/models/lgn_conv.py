@@ -14,8 +14,8 @@ Gate counts: ``LogicTreeNet.gate_count()`` counts the physical gates of the disc
 tree at every position, the OR trees of the pools, the dense gates), which is exactly
 ``discretize(model).num_gates`` less the one constant gate that zero padding and uneven class groups
 read, and beside it the paper's convention (``paper_*`` keys), which leaves out the gates that stay
-pass-through wires after training; see ``gate_count`` for the evidence. ``shape_gate_count`` gives the physical count from the
-constructor arguments alone, without building the model.
+pass-through wires after training; see ``gate_count`` for the evidence. ``shape_gate_count`` gives the
+physical count from the constructor arguments alone, without building the model.
 """
 import contextlib
 import copy
@@ -202,7 +202,8 @@ class LogicTreeNet(nn.Module):
             self.feature_info = []
             for i, out_c in enumerate(channels):
                 # A stage whose groups are narrower than channels_per_tree (a 1-bit grey image) reads them all.
-                per_tree = min(channels_per_tree, in_c // group_counts[i]) if in_c % group_counts[i] == 0 else channels_per_tree
+                per_tree = (min(channels_per_tree, in_c // group_counts[i]) if in_c % group_counts[i] == 0
+                            else channels_per_tree)
                 conv = LogicTreeConv2d(
                     in_c, out_c, kernel_sizes[i], tree_depth=depths[i], padding=paddings[i],
                     channels_per_tree=per_tree, groups=group_counts[i], generator=generator, **logic_args)
@@ -217,7 +218,8 @@ class LogicTreeNet(nn.Module):
                                      f"img_size={list(self.img_size)} is too small for {stages} stages")
                 height, width = pool.output_size(height, width)
                 blocks.append(LogicTreeConvPool2d(conv, pool))  # fused tree + OR pool where a backend has it
-                self.feature_info.append(dict(num_chs=out_c, reduction=self.img_size[0] // height, module=f"stages.{i}"))
+                self.feature_info.append(
+                    dict(num_chs=out_c, reduction=self.img_size[0] // height, module=f"stages.{i}"))
                 in_c = out_c
             self.stages = nn.Sequential(*blocks)
             self.feature_hw = (height, width)

@@ -68,7 +68,8 @@ class HybridHead(nn.Module):
                                       error_msgs)
 
 
-def _backbone_levels(backbone: str, feature_index: int, in_chans: int, backbone_kwargs: Dict[str, Any]) -> Tuple[int, ...]:
+def _backbone_levels(backbone: str, feature_index: int, in_chans: int,
+                     backbone_kwargs: Dict[str, Any]) -> Tuple[int, ...]:
     """The backbone's feature levels up to the cut (``feature_index``; negative counts from the last)."""
     if feature_index >= 0:
         return tuple(range(feature_index + 1))

@@ -64,7 +64,7 @@ def validate_genome(genome: Mapping[str, Any], *, build: bool = True) -> Dict[st
 
     Checks: a dict with a registered ``model``; known keys for that model family with JSON values of
     the right type; finite positive numbers; and (``build=True``) that the model really builds with
-    these arguments (image too small for the stages, head width not a multiple of the classes,
+    these arguments (image too small for the stages, head width narrower than the classes,
     groups that do not divide the channels, ...), reporting the model's own message.
     """
     if not isinstance(genome, Mapping):

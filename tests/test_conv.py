@@ -154,7 +154,7 @@ def test_bad_conv_arguments_name_the_values():
         layer(torch.rand(1, 4, 3, 8))
     with pytest.raises(ValueError, match=r"expects input of shape \(batch, 4, H, W\)"):
         layer(torch.rand(1, 3, 8, 8))
-    with pytest.raises(ValueError, match="num_classes=7 does not divide the head width 10240"):
-        timm.create_model("lgn_conv_s", num_classes=7)
+    with pytest.raises(ValueError, match="num_classes=10241 exceeds the last head width 10240"):
+        timm.create_model("lgn_conv_s", num_classes=10241)
     with pytest.raises(ValueError, match="img_size=\\[4, 4\\] is too small"):
         timm.create_model("lgn_conv_s", img_size=4)

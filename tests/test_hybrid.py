@@ -17,8 +17,17 @@ def test_logic_block_as_an_ordinary_layer_returns_bits_or_scores():
     assert scores_block(x).shape == (5, 4)
     with pytest.raises(ValueError, match="expects 32 features per sample, got shape \\[5, 33\\]"):
         scores_block(torch.randn(5, 33))
-    with pytest.raises(ValueError, match="num_classes=3 does not divide the last width 40"):
-        LogicBlock(32, [64, 40], num_classes=3)
+    with pytest.raises(ValueError, match="num_classes=41 exceeds the last width 40"):
+        LogicBlock(32, [64, 40], num_classes=41)
+    uneven = LogicBlock(32, [64, 40], num_classes=3).eval()  # groups of 14, 13 and 13 outputs
+    bits = uneven.classifier(uneven.layers(uneven.encoder(x)))
+    expected = torch.stack([bits[:, :14].sum(1), bits[:, 14:27].sum(1), bits[:, 27:].sum(1)], 1)
+    assert torch.equal(uneven(x), expected)
+    hidden = uneven.layers(uneven.encoder(x))
+    uneven.reset_classifier(0)  # timm's reset: the last layer goes, the block returns its hidden bits
+    assert torch.equal(uneven(x), hidden)
+    uneven.reset_classifier(6)
+    assert uneven(x).shape == (5, 6)
 
 
 def test_straight_through_thermometer_passes_gradients_inside_its_range():
@@ -63,7 +72,8 @@ def test_hybrid_backbone_by_name_and_cut_point():
     model = timm.create_model("lgn_hybrid_resnet18", backbone="resnet10t", feature_index=2,
                               head_widths=[100, 50], in_chans=1, img_size=28, num_classes=5)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 5)
-    assert model.num_features == model.backbone.feature_info.channels()[0]
+    assert model.num_features == model.backbone.feature_info.channels()[-1]
+    assert len(model.feature_info) == 3  # the backbone's levels up to the cut
     with pytest.raises(ValueError, match="unknown backbone 'resnet9000'"):
         timm.create_model("lgn_hybrid_resnet18", backbone="resnet9000")
 

@@ -85,8 +85,8 @@ def test_validate_genome_names_the_problem():
         validate_genome(dict(good, depth="2"))
     with pytest.raises(GenomeError, match="'group_tau': expected a finite positive"):
         validate_genome(dict(good, group_tau=-1.0))
-    with pytest.raises(GenomeError, match="cannot be built.*multiple of num_classes"):
-        validate_genome(dict(good, width=[40, 55]))
+    with pytest.raises(GenomeError, match="cannot be built.*num_classes=10 exceeds the head width 5"):
+        validate_genome(dict(good, width=[40, 5]))
     with pytest.raises(GenomeError, match="too small"):
         validate_genome({"model": "lgn_conv_mnist_s", "channels": [4, 4, 4, 4], "kernel_size": 5, "padding": 0,
                          "head_widths": [10], "in_chans": 1, "img_size": 28})

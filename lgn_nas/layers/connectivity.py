@@ -95,13 +95,20 @@ def make_connections(
         *,
         generator: Optional[torch.Generator] = None,
 ) -> Wiring:
-    """Wire ``out_features`` neurons to ``in_features`` inputs with scheme ``name`` (int64 index pairs)."""
+    """Wire ``out_features`` neurons to ``in_features`` inputs with scheme ``name`` (int64 index pairs).
+
+    The draws run on the CPU (their loops read values, which a ``meta`` device cannot), and the wiring is
+    returned on the default device, so models build inside ``with torch.device(...)`` too.
+    """
     if name not in CONNECTIVITIES:
         raise ValueError(f"unknown connectivity {name!r}: expected one of {', '.join(CONNECTIVITIES)}")
     for label, value in (("in_features", in_features), ("out_features", out_features)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{label} must be a positive int, got {value!r}")
-    return CONNECTIVITIES[name](in_features, out_features, generator)
+    device = torch.get_default_device()
+    with torch.device("cpu"):
+        in_a, in_b = CONNECTIVITIES[name](in_features, out_features, generator)
+    return in_a.to(device), in_b.to(device)
 
 
 def check_connections(in_a: torch.Tensor, in_b: torch.Tensor, in_features: int) -> None:

@@ -42,12 +42,28 @@ def _distinct_draws(rows: int, population: int, count: int, generator: Optional[
         draws[clash] = torch.randint(0, population, (int(clash.sum()), count), generator=generator)
 
 
+def _check_tree_input_scripted(x: torch.Tensor, in_channels: int, kernel_size: int, padding: int) -> None:
+    """The input checks of the tree-conv leaves, in TorchScript's string handling."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError("LogicTreeConv2d expects input of shape (batch, " + str(in_channels) + ", H, W), got "
+                         + str(list(x.shape)))
+    if min(x.shape[2], x.shape[3]) + 2 * padding < kernel_size:
+        raise ValueError("kernel_size=" + str(kernel_size) + " is larger than the input "
+                         + str(list(x.shape[2:])) + " padded by " + str(padding))
+
+
 @register_notrace_function
 def logic_tree_conv_forward(
         x: torch.Tensor, leaf_index: torch.Tensor, coefficients: torch.Tensor, in_channels: int,
         kernel_size: int, stride: int, padding: int, backend: str,
 ) -> torch.Tensor:
-    """Evaluate a logic-tree convolution with ``backend``'s op (an FX leaf: traced as one call)."""
+    """Evaluate a logic-tree convolution with ``backend``'s op (an FX leaf: traced as one call).
+
+    TorchScript (an FX graph scripted) compiles only the first branch: the plain torch op.
+    """
+    if torch.jit.is_scripting():
+        _check_tree_input_scripted(x, in_channels, kernel_size, padding)
+        return logic_tree_conv_plain(x, leaf_index, coefficients, kernel_size, stride, padding)
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(f"LogicTreeConv2d expects input of shape (batch, {in_channels}, H, W), got {tuple(x.shape)}")
     if min(x.shape[2], x.shape[3]) + 2 * padding < kernel_size:
@@ -68,7 +84,11 @@ def logic_tree_conv_pool_forward(
         kernel_size: int, stride: int, padding: int, backend: str,
 ) -> torch.Tensor:
     """A logic-tree convolution followed by 2x2 OR pooling (stride 2) with ``backend``'s fused op
-    (an FX leaf). The torch backend computes ``max_pool2d(logic_tree_conv(...), 2)``."""
+    (an FX leaf). The torch backend computes ``max_pool2d(logic_tree_conv(...), 2)``; so does
+    TorchScript (an FX graph scripted), which compiles only the first branch."""
+    if torch.jit.is_scripting():
+        _check_tree_input_scripted(x, in_channels, kernel_size, padding)
+        return F.max_pool2d(logic_tree_conv_plain(x, leaf_index, coefficients, kernel_size, stride, padding), 2, 2)
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(f"LogicTreeConv2d expects input of shape (batch, {in_channels}, H, W), got {tuple(x.shape)}")
     if min(x.shape[2], x.shape[3]) + 2 * padding < kernel_size:
@@ -144,6 +164,12 @@ class LogicTreeConv2d(nn.Module):
         return 1 << self.tree_depth
 
     def _draw_leaves(self, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """The wiring, drawn on the CPU (the draws read values) and returned on the default device."""
+        device = torch.get_default_device()
+        with torch.device("cpu"):
+            return self._draw_leaves_cpu(generator).to(device)
+
+    def _draw_leaves_cpu(self, generator: Optional[torch.Generator]) -> torch.Tensor:
         k2 = self.kernel_size ** 2
         group_in = self.in_channels // self.groups
         group_out = self.out_channels // self.groups

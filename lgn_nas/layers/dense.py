@@ -24,7 +24,15 @@ def logic_dense_forward(
         x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor, backend: str,
         in_features: int,
 ) -> torch.Tensor:
-    """Evaluate a dense logic layer with ``backend``'s op (an FX leaf: traced as one call)."""
+    """Evaluate a dense logic layer with ``backend``'s op (an FX leaf: traced as one call).
+
+    TorchScript (an FX graph scripted) compiles only the first branch: the plain torch op.
+    """
+    if torch.jit.is_scripting():
+        if x.dim() != 2 or x.shape[1] != in_features:
+            raise ValueError("LogicDense expects input of shape (batch, " + str(in_features) + "), got "
+                             + str(list(x.shape)))
+        return logic_dense_plain(x, in_a, in_b, coefficients)
     if x.dim() != 2 or x.shape[1] != in_features:
         raise ValueError(f"LogicDense expects input of shape (batch, {in_features}), got {tuple(x.shape)}")
     return dense_op(backend)(x, in_a, in_b, coefficients)
@@ -34,7 +42,7 @@ torch.fx.wrap("logic_dense_forward")
 
 
 def _check_subset(subset: Union[Sequence[int], torch.Tensor], in_features: int) -> torch.Tensor:
-    subset = torch.as_tensor(subset, dtype=torch.int64).reshape(-1)
+    subset = torch.as_tensor(subset, dtype=torch.int64, device="cpu").reshape(-1)
     if subset.numel() < 2 or int(subset.min()) < 0 or int(subset.max()) >= in_features:
         raise ValueError(f"in_subset must hold at least 2 input indices in 0..{in_features - 1}, got "
                          f"{subset.numel()} indices in {int(subset.min()) if subset.numel() else None}.."
@@ -83,7 +91,7 @@ class LogicDense(nn.Module):
         else:
             subset = _check_subset(in_subset, self.in_features)
             in_a, in_b = make_connections(connectivity, int(subset.numel()), out_features, generator=generator)
-            in_a, in_b = subset[in_a], subset[in_b]
+            in_a, in_b = subset.to(in_a.device)[in_a], subset.to(in_b.device)[in_b]
         self.register_buffer("in_a", in_a)
         self.register_buffer("in_b", in_b)
         self.register_buffer("basis", gate_basis(), persistent=False)

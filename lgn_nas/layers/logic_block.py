@@ -9,6 +9,7 @@ import torch.fx
 from torch import nn
 from timm.layers import register_notrace_function
 
+from ..groups import check_groups
 from .dense import LogicDense
 from .group_sum import GroupSum
 
@@ -81,22 +82,42 @@ class LogicBlock(nn.Module):
         widths = list(widths)
         if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
             raise ValueError(f"widths must be a non-empty list of positive ints, got {widths!r}")
-        if num_classes and widths[-1] % num_classes:
-            raise ValueError(f"num_classes={num_classes} does not divide the last width {widths[-1]}")
+        if num_classes:
+            check_groups(widths[-1], num_classes, what="the last width")
         self.in_features = in_features
         self.num_classes = num_classes
         self.encoder = StraightThroughThermometer(input_bits, low=float(input_range[0]), high=float(input_range[1]))
-        layer_args = dict(connectivity=connectivity, relaxation=relaxation, parametrization=parametrization,
-                          init=init, temperature=temperature, backend=backend, generator=generator)
+        self._layer_args = dict(connectivity=connectivity, relaxation=relaxation, parametrization=parametrization,
+                                init=init, temperature=temperature, backend=backend)
         layers = []
         features = in_features * input_bits
         for w in widths[:-1]:
-            layers.append(LogicDense(features, w, **layer_args))
+            layers.append(LogicDense(features, w, generator=generator, **self._layer_args))
             features = w
         self.layers = nn.Sequential(*layers)
-        self.classifier = LogicDense(features, widths[-1], **layer_args)
-        self.group_sum = GroupSum(num_classes, group_tau) if num_classes else nn.Identity()
+        self.hidden_size = features
+        self.classifier_width = widths[-1]
+        self.classifier = LogicDense(features, widths[-1], generator=generator, **self._layer_args)
         self.group_tau = float(group_tau)
+        self.group_sum = GroupSum(num_classes, group_tau, in_features=widths[-1]) if num_classes else nn.Identity()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """timm's classifier reset: a new last layer (same width) and GroupSum for ``num_classes`` > 0.
+
+        0 removes the last layer too, so the block then returns its hidden layers' bits
+        (``hidden_size``), unlike a block built with ``num_classes=0``, which keeps it.
+        """
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+        if num_classes:
+            check_groups(self.classifier_width, num_classes, what="the last width")
+            like = self.encoder.thresholds
+            self.classifier = LogicDense(self.hidden_size, self.classifier_width, **self._layer_args).to(
+                device=like.device, dtype=like.dtype).train(self.training)
+            self.group_sum = GroupSum(num_classes, self.group_tau, in_features=self.classifier_width)
+        else:
+            self.classifier, self.group_sum = nn.Identity(), nn.Identity()
+        self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_features(x, self.in_features)
@@ -107,7 +128,7 @@ class LogicBlock(nn.Module):
         """The block's discrete circuit; its raw input is the block's (flattened) float input."""
         from ..netlist import Encoding, NetlistBuilder
 
-        if not self.num_classes:
+        if not self.num_classes or not isinstance(self.classifier, LogicDense):
             raise ValueError("LogicBlock(num_classes=0) returns bits, not class scores: nothing to discretize")
         thresholds = self.encoder.thresholds.detach().cpu().numpy().astype(np.float32)
         encoding = Encoding(kind="thermometer", input_shape=(self.in_features,),

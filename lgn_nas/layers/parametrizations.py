@@ -67,8 +67,10 @@ def init_weight(
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
     k = num_params(name)
-    if init == "gaussian":
-        return torch.randn(*shape, k, generator=generator)
+    if init == "gaussian":  # drawn on the CPU, where the generator lives, then on the default device
+        device = torch.get_default_device()
+        with torch.device("cpu"):
+            return torch.randn(*shape, k, generator=generator).to(device)
     if name == "raw16":
         weight = torch.zeros(*shape, k)
         weight[..., PASS_A] = RESIDUAL_LOGIT

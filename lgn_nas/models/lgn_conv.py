@@ -12,25 +12,28 @@ logic layer is timm's classifier.
 
 Gate counts: ``LogicTreeNet.gate_count()`` counts the physical gates of the discrete circuit (every
 tree at every position, the OR trees of the pools, the dense gates), which is exactly
-``discretize(model).num_gates`` less the one constant gate that zero padding reads, and beside it the
-paper's convention (``paper_*`` keys), which leaves out the gates that stay pass-through wires after
-training; see ``gate_count`` for the evidence. ``shape_gate_count`` gives the physical count from the
-constructor arguments alone, without building the model.
+``discretize(model).num_gates`` less the one constant gate that zero padding and uneven class groups
+read, and beside it the paper's convention (``paper_*`` keys), which leaves out the gates that stay
+pass-through wires after training; see ``gate_count`` for the evidence. ``shape_gate_count`` gives the
+physical count from the constructor arguments alone, without building the model.
 """
-from __future__ import annotations
-
+import contextlib
 import copy
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
+from ..groups import check_groups
 from ..layers import GroupSum, LogicDense, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
-from ._heads import GLOBAL_POOLS, PoolHead
+from ._args import refuse_unused_drop
+from ._builder import build_lgn
+from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
+from ._optim import gate_logit_names
 
 __all__ = ["LogicTreeNet", "LogicHead", "PASS_THROUGH_GATES", "shape_gate_count", "VARIANT_ARGS"]
 
@@ -78,7 +81,12 @@ def shape_gate_count(*, channels: Sequence[int], kernel_size: Union[int, Sequenc
 
 
 class LogicHead(nn.Module):
-    """Flatten -> hidden ``LogicDense`` layers -> classifier ``LogicDense`` -> ``GroupSum``."""
+    """Flatten -> hidden ``LogicDense`` layers (the pre-logits) -> classifier ``LogicDense`` -> ``GroupSum``.
+
+    Any ``num_classes`` up to the last width works (uneven groups, see ``lgn_nas.groups``);
+    ``num_classes=0`` leaves out the classifier and GroupSum, so the head returns the pre-logits bits
+    (``hidden_size`` per sample). ``reset`` swaps the classifier and keeps the hidden layers.
+    """
 
     def __init__(self, in_features: int, widths: Sequence[int], num_classes: int, *, tau: float,
                  drop_rate: float = 0.0, generator: Optional[torch.Generator] = None, **layer_args: Any) -> None:
@@ -87,10 +95,6 @@ class LogicHead(nn.Module):
         widths = list(widths)
         if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
             raise ValueError(f"head_widths must be a non-empty list of positive ints, got {widths!r}")
-        if widths[-1] % num_classes:
-            raise ValueError(
-                f"num_classes={num_classes} does not divide the head width {widths[-1]}: "
-                f"choose a last head width that is a multiple of num_classes")
         hidden = []
         features = in_features
         for w in widths[:-1]:
@@ -98,8 +102,25 @@ class LogicHead(nn.Module):
             features = w
         self.hidden = nn.Sequential(*hidden)
         self.hidden_size = features
-        self.classifier = LogicDense(features, widths[-1], generator=generator, **layer_args)
-        self.group_sum = GroupSum(num_classes, tau)
+        self.classifier_width = widths[-1]
+        self.tau = float(tau)
+        self._layer_args = layer_args
+        self.num_classes = 0
+        self.classifier = nn.Identity()
+        self.group_sum = nn.Identity()
+        self.reset(num_classes, generator=generator)
+
+    def reset(self, num_classes: int, *, generator: Optional[torch.Generator] = None) -> None:
+        """A new classifier and GroupSum for ``num_classes`` (0: none); the hidden layers stay."""
+        check_num_classes(num_classes)
+        if num_classes:
+            check_groups(self.classifier_width, num_classes, what="the last head width")
+            self.classifier = LogicDense(self.hidden_size, self.classifier_width, generator=generator,
+                                         **self._layer_args)
+            self.group_sum = GroupSum(num_classes, self.tau, in_features=self.classifier_width)
+        else:
+            self.classifier, self.group_sum = nn.Identity(), nn.Identity()
+        self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.drop_rate > 0.0:
@@ -113,7 +134,11 @@ class LogicHead(nn.Module):
 class LogicTreeNet(nn.Module):
     """Thermometer -> stages of (LogicTreeConv2d, OrPool2d) -> LogicHead.
 
-    All constructor arguments are plain JSON values (ints, floats, strings, lists).
+    All constructor arguments are plain JSON values (ints, floats, strings, lists), besides timm's
+    ``device``/``dtype``. timm's feature API: ``forward_features`` returns the last map
+    ``(B, num_features, *pool_size)``, ``forward_head(pre_logits=True)`` the bits the classifier reads
+    (``head_hidden_size``: the last hidden head width), which is also what the model returns with
+    ``num_classes=0``; with ``num_classes=0, global_pool=""`` it has no head and returns the map.
     """
 
     def __init__(
@@ -137,14 +162,18 @@ class LogicTreeNet(nn.Module):
             init: str = "residual",
             temperature: float = 1.0,
             group_tau: float = 20.0,
-            global_pool: str = "max",
+            global_pool: str = "flatten",
             drop_rate: float = 0.0,
+            drop_path_rate: Optional[float] = None,
+            drop_block_rate: Optional[float] = None,
             backend: str = "auto",
             seed: Optional[int] = None,
+            device: Optional[Union[str, torch.device]] = None,
+            dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
-        if global_pool not in GLOBAL_POOLS:
-            raise ValueError(f"unknown global_pool {global_pool!r}: expected one of {GLOBAL_POOLS}")
+        refuse_unused_drop(type(self).__name__, drop_path_rate=drop_path_rate, drop_block_rate=drop_block_rate)
+        check_global_pool(global_pool, type(self).__name__)
         channels = list(channels)
         if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
             raise ValueError(f"channels must be a non-empty list of positive ints, got {channels!r}")
@@ -165,42 +194,46 @@ class LogicTreeNet(nn.Module):
         self._dense_args = dict(logic_args, connectivity=connectivity)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
-        self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds)
-        height, width = self.img_size
-        in_c = self.encoder.out_channels
-        blocks = []
-        self.feature_info = []
-        for i, out_c in enumerate(channels):
-            # A stage whose groups are narrower than channels_per_tree (a 1-bit grey image) reads them all.
-            per_tree = min(channels_per_tree, in_c // group_counts[i]) if in_c % group_counts[i] == 0 else channels_per_tree
-            conv = LogicTreeConv2d(
-                in_c, out_c, kernel_sizes[i], tree_depth=depths[i], padding=paddings[i],
-                channels_per_tree=per_tree, groups=group_counts[i], generator=generator, **logic_args)
-            if min(height, width) + 2 * paddings[i] < kernel_sizes[i]:
-                raise ValueError(
-                    f"stage {i}: kernel_size={kernel_sizes[i]} is larger than its input {height}x{width} "
-                    f"(padding {paddings[i]}); img_size={list(self.img_size)} is too small for {stages} stages")
-            height, width = conv.output_size(height, width)
-            pool = OrPool2d(2)
-            if min(height, width) < 2:
-                raise ValueError(f"stage {i}: the OR pool needs a map of at least 2x2, got {height}x{width}; "
-                                 f"img_size={list(self.img_size)} is too small for {stages} stages")
-            height, width = pool.output_size(height, width)
-            blocks.append(LogicTreeConvPool2d(conv, pool))  # fused tree + OR pool where a backend has it
-            self.feature_info.append(dict(num_chs=out_c, reduction=self.img_size[0] // height, module=f"stages.{i}"))
-            in_c = out_c
-        self.stages = nn.Sequential(*blocks)
-        self.feature_hw = (height, width)
-        self.num_features = in_c
-        self.flat_features = in_c * height * width
-        self.head = self._make_head(num_classes, generator)
-        self.head_hidden_size = self.head.hidden_size if isinstance(self.head, LogicHead) else self.num_features
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds)
+            height, width = self.img_size
+            in_c = self.encoder.out_channels
+            blocks = []
+            self.feature_info = []
+            for i, out_c in enumerate(channels):
+                # A stage whose groups are narrower than channels_per_tree (a 1-bit grey image) reads them all.
+                per_tree = (min(channels_per_tree, in_c // group_counts[i]) if in_c % group_counts[i] == 0
+                            else channels_per_tree)
+                conv = LogicTreeConv2d(
+                    in_c, out_c, kernel_sizes[i], tree_depth=depths[i], padding=paddings[i],
+                    channels_per_tree=per_tree, groups=group_counts[i], generator=generator, **logic_args)
+                if min(height, width) + 2 * paddings[i] < kernel_sizes[i]:
+                    raise ValueError(
+                        f"stage {i}: kernel_size={kernel_sizes[i]} is larger than its input {height}x{width} "
+                        f"(padding {paddings[i]}); img_size={list(self.img_size)} is too small for {stages} stages")
+                height, width = conv.output_size(height, width)
+                pool = OrPool2d(2)
+                if min(height, width) < 2:
+                    raise ValueError(f"stage {i}: the OR pool needs a map of at least 2x2, got {height}x{width}; "
+                                     f"img_size={list(self.img_size)} is too small for {stages} stages")
+                height, width = pool.output_size(height, width)
+                blocks.append(LogicTreeConvPool2d(conv, pool))  # fused tree + OR pool where a backend has it
+                self.feature_info.append(
+                    dict(num_chs=out_c, reduction=self.img_size[0] // height, module=f"stages.{i}"))
+                in_c = out_c
+            self.stages = nn.Sequential(*blocks)
+            self.feature_hw = (height, width)
+            self.num_features = in_c
+            self.flat_features = in_c * height * width
+            self.head_hidden_size = self.head_widths[-2] if len(self.head_widths) > 1 else self.flat_features
+            self.head = self._make_head(num_classes, generator)
+        if dtype is not None:
+            self.to(dtype=dtype)
 
     def _make_head(self, num_classes: int, generator: Optional[torch.Generator] = None) -> nn.Module:
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
-        if num_classes == 0:
-            return PoolHead(self.global_pool)
+        check_num_classes(num_classes)
+        if num_classes == 0 and not self.global_pool:
+            return UnpooledHead()
         return LogicHead(self.flat_features, self.head_widths, num_classes, tau=self.group_tau,
                          drop_rate=self.drop_rate, generator=generator, **self._dense_args)
 
@@ -209,12 +242,19 @@ class LogicTreeNet(nn.Module):
         return self.head.classifier if isinstance(self.head, LogicHead) else nn.Identity()
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """Rebuild the LGN head for ``num_classes``; 0 removes it (then ``global_pool`` pools the map)."""
+        """A new classifier for ``num_classes`` (any n >= 0); the hidden head layers stay.
+
+        0 leaves the pre-logits bits (``head_hidden_size``); ``global_pool=""`` with 0 drops the whole head,
+        so the model returns the unpooled map (a later ``reset_classifier(n)`` builds a fresh head).
+        """
+        check_num_classes(num_classes)
         if global_pool is not None:
-            if global_pool not in GLOBAL_POOLS:
-                raise ValueError(f"unknown global_pool {global_pool!r}: expected one of {GLOBAL_POOLS}")
-            self.global_pool = global_pool
-        self.head = self._make_head(num_classes).train(self.training)
+            self.global_pool = check_global_pool(global_pool, type(self).__name__)
+        if isinstance(self.head, LogicHead) and (num_classes or self.global_pool):
+            self.head.reset(num_classes)
+        else:
+            self.head = self._make_head(num_classes)
+        move_like(self.head, self.encoder.thresholds, self.training)
         self.num_classes = num_classes
 
     @torch.jit.ignore
@@ -223,6 +263,11 @@ class LogicTreeNet(nn.Module):
         for module in self.modules():
             if isinstance(module, (LogicDense, LogicTreeConv2d)):
                 module.temperature = float(temperature)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        """The gate logits: timm's optimizer factory then decays what ``lgn-nas train`` does by default."""
+        return gate_logit_names(self)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
@@ -249,7 +294,8 @@ class LogicTreeNet(nn.Module):
         Physical count (``trees``, ``or_pools``, ``dense``, ``total``): every gate the netlist holds, i.e.
         each tree's ``2^depth - 1`` gates at every output position, ``kernel^2 - 1`` OR gates per pooled
         output, and one gate per dense neuron. It depends on the shape only and equals
-        ``discretize(self).num_gates`` less the constant that zero padding reads.
+        ``discretize(self).num_gates`` less the constant-0 gate that zero padding and uneven class groups
+        read (the netlist holds it once when either is present).
 
         Paper convention (``paper_trees``, ``or_pools``, ``paper_dense``, ``paper_total``): the same, less
         the gates whose trained choice is a pass-through (``PASS_THROUGH_GATES``: 'A' or 'B'), which are
@@ -276,7 +322,7 @@ class LogicTreeNet(nn.Module):
             pools += conv.out_channels * (pool.kernel_size ** 2 - 1) * height * width
         dense = paper_dense = 0
         if isinstance(self.head, LogicHead):
-            layers = list(self.head.hidden) + [self.head.classifier]
+            layers = [m for m in (*self.head.hidden, self.head.classifier) if isinstance(m, LogicDense)]
             dense = sum(layer.out_features for layer in layers)
             paper_dense = sum(_non_pass_through(layer.gate_ids()) for layer in layers)
         return {"trees": trees, "or_pools": pools, "dense": dense, "total": trees + pools + dense,
@@ -288,7 +334,7 @@ class LogicTreeNet(nn.Module):
         """The discrete circuit this model computes in eval mode (see ``lgn_nas.discretize``)."""
         from ..netlist import NetlistBuilder
 
-        if not isinstance(self.head, LogicHead):
+        if not self.num_classes:
             raise ValueError("this model has no classifier head (num_classes=0): nothing to discretize")
         builder = NetlistBuilder(self.encoder.to_encoding((self.in_chans, *self.img_size)))
         ids = builder.input_ids()
@@ -307,7 +353,7 @@ def _create_lgn_conv(variant: str, pretrained: bool = False, **kwargs) -> LogicT
     out_indices = kwargs.pop("out_indices", None)
     stages = len(kwargs.get("channels", (0, 0, 0, 0)))
     feature_cfg = dict(flatten_sequential=True, out_indices=out_indices or tuple(range(stages)))
-    return build_model_with_cfg(LogicTreeNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
+    return build_lgn(LogicTreeNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:

@@ -9,23 +9,28 @@ Papers:
 A thermometer encoder turns the image into bits, ``depth`` layers of ``LogicDense`` gates follow,
 and a ``GroupSum`` head counts each class's output bits. The last logic layer is the classifier.
 """
-from __future__ import annotations
-
-from typing import Any, Dict, List, Optional, Sequence, Union
+import contextlib
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 
+from ..groups import check_groups
 from ..layers import GroupSum, LogicDense, Thermometer
+from ._args import refuse_unused_drop
+from ._builder import build_lgn
+from ._heads import check_global_pool, check_num_classes, move_like
+from ._optim import gate_logit_names
 
 __all__ = ["LogicDenseNet"]
 
 
-def _as_pair(size: Union[int, Sequence[int]]) -> tuple[int, int]:
+def _as_pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
     if isinstance(size, int) and not isinstance(size, bool):
         return size, size
     size = tuple(int(s) for s in size)
@@ -53,6 +58,11 @@ class LogicDenseNet(nn.Module):
     ``input_crop`` (an int or (height, width)) wires the first logic layer to the central crop of the
     image only, as the 2022 paper's MNIST runs (20x20): the border pixels, blank on MNIST, are never
     read. The model and its netlist still take the full image.
+
+    timm's feature API: the last layer is the classifier and the layers before it are the body, whose
+    bits ``forward_features`` returns as a ``(B, num_features, 1, 1)`` map (the layers have no spatial
+    structure, so the map is 1x1, ``pool_size`` (1, 1)); ``features_only=True`` gives each hidden
+    layer's bits that way (reduction: the image size).
     """
 
     def __init__(
@@ -71,39 +81,51 @@ class LogicDenseNet(nn.Module):
             init: str = "gaussian",
             temperature: float = 1.0,
             group_tau: float = 10.0,
-            global_pool: str = "",
+            global_pool: str = "flatten",
             drop_rate: float = 0.0,
+            drop_path_rate: Optional[float] = None,
+            drop_block_rate: Optional[float] = None,
             backend: str = "auto",
             seed: Optional[int] = None,
             input_crop: Optional[Union[int, Sequence[int]]] = None,
+            device: Optional[Union[str, torch.device]] = None,
+            dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        refuse_unused_drop(type(self).__name__, drop_path_rate=drop_path_rate, drop_block_rate=drop_block_rate)
+        check_num_classes(num_classes)
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.img_size = _as_pair(img_size)
         self.widths = _widths(depth, width)
         self.group_tau = float(group_tau)
         self.drop_rate = float(drop_rate)
-        self.global_pool = global_pool
+        self.global_pool = check_global_pool(global_pool, type(self).__name__)
         self._layer_args: Dict[str, Any] = dict(
             connectivity=connectivity, relaxation=relaxation, parametrization=parametrization, init=init,
             temperature=temperature, backend=backend)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
-        self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds)
-        features = self.encoder.out_channels * self.img_size[0] * self.img_size[1]
-        self.input_features = features
-        self.input_crop = None if input_crop is None else list(_as_pair(input_crop))
-        subset = self._crop_subset()
-        blocks = []
-        for w in self.widths[:-1]:
-            blocks.append(LogicDense(features, w, generator=generator, in_subset=subset, **self._layer_args))
-            features, subset = w, None
-        self.blocks = nn.Sequential(*blocks)
-        self.num_features = self.head_hidden_size = features
-        self.head_width = self.widths[-1]
-        self._head_subset = subset  # the classifier is the first layer when depth == 1
-        self.classifier, self.group_sum = self._make_head(num_classes, generator)
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds)
+            features = self.encoder.out_channels * self.img_size[0] * self.img_size[1]
+            self.input_features = features
+            self.input_crop = None if input_crop is None else list(_as_pair(input_crop))
+            subset = self._crop_subset()
+            blocks = []
+            self.feature_info = []
+            for i, w in enumerate(self.widths[:-1]):
+                blocks.append(LogicDense(features, w, generator=generator, in_subset=subset, **self._layer_args))
+                features, subset = w, None
+                self.feature_info.append(dict(num_chs=w, reduction=max(self.img_size), module=f"blocks.{i}"))
+            self.blocks = nn.Sequential(*blocks)
+            self.num_features = self.head_hidden_size = features
+            self.feature_hw = (1, 1)
+            self.head_width = self.widths[-1]
+            self._head_subset = subset  # the classifier is the first layer when depth == 1
+            self.classifier, self.group_sum = self._make_head(num_classes, generator)
+        if dtype is not None:
+            self.to(dtype=dtype)
 
     def _crop_subset(self) -> Optional[torch.Tensor]:
         """Encoded-feature indices of the pixels inside the centre crop (None: every feature)."""
@@ -113,33 +135,34 @@ class LogicDenseNet(nn.Module):
         if not (1 <= ch <= height and 1 <= cw <= width):
             raise ValueError(f"input_crop={self.input_crop} must fit inside img_size={list(self.img_size)}")
         top, left = (height - ch) // 2, (width - cw) // 2
-        mask = torch.zeros(self.encoder.out_channels, height, width, dtype=torch.bool)
+        mask = torch.zeros(self.encoder.out_channels, height, width, dtype=torch.bool, device="cpu")
         mask[:, top:top + ch, left:left + cw] = True
         return mask.flatten().nonzero().flatten()
 
-    def _make_head(self, num_classes: int, generator: Optional[torch.Generator] = None) -> tuple[nn.Module, nn.Module]:
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
-            raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+    def _make_head(self, num_classes: int, generator: Optional[torch.Generator] = None) -> Tuple[nn.Module, nn.Module]:
+        check_num_classes(num_classes)
         if num_classes == 0:
             return nn.Identity(), nn.Identity()
-        if self.head_width % num_classes:
-            raise ValueError(
-                f"num_classes={num_classes} does not divide the head width {self.head_width}: "
-                f"choose a last-layer width that is a multiple of num_classes")
+        check_groups(self.head_width, num_classes, what="the head width")
         classifier = LogicDense(self.num_features, self.head_width, generator=generator,
                                 in_subset=self._head_subset, **self._layer_args)
-        return classifier, GroupSum(num_classes, self.group_tau)
+        return classifier, GroupSum(num_classes, self.group_tau, in_features=self.head_width)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """Replace the last logic layer and GroupSum for ``num_classes`` (0 removes the head)."""
+        """Replace the last logic layer and GroupSum for ``num_classes`` (any n >= 0; 0 removes them).
+
+        Without a classifier the model returns the pre-logits bits, ``(B, num_features)``, or with
+        ``global_pool=""`` the ``(B, num_features, 1, 1)`` map.
+        """
         if global_pool is not None:
-            self.global_pool = global_pool
-        self.classifier, self.group_sum = self._make_head(num_classes)
-        self.classifier.train(self.training)
+            self.global_pool = check_global_pool(global_pool, type(self).__name__)
+        classifier, group_sum = self._make_head(num_classes)
+        self.classifier = move_like(classifier, self.encoder.thresholds, self.training)
+        self.group_sum = group_sum.train(self.training)
         self.num_classes = num_classes
 
     @torch.jit.ignore
@@ -150,6 +173,11 @@ class LogicDenseNet(nn.Module):
                 module.temperature = float(temperature)
 
     @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        """The gate logits: timm's optimizer factory then decays what ``lgn-nas train`` does by default."""
+        return gate_logit_names(self)
+
+    @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         return dict(stem=r"^encoder", blocks=r"^blocks\.(\d+)")
 
@@ -158,11 +186,59 @@ class LogicDenseNet(nn.Module):
         if enable:
             raise ValueError("LogicDenseNet does not support gradient checkpointing")
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.jit.ignore
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: str = "NCHW",
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """The hidden layers' bits as ``(B, width, 1, 1)`` maps (timm's API; ``norm`` has nothing to apply).
+
+        ``indices``: the last n layers if an int, all if None, else those layers.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt={output_fmt!r} is not supported: expected 'NCHW'")
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        intermediates = []
         x = self.encoder(x).flatten(1)
-        return self.blocks(x)
+        blocks = self.blocks[:max_index + 1] if stop_early or intermediates_only else self.blocks
+        for i, block in enumerate(blocks):
+            x = block(x)
+            if i in take_indices:
+                intermediates.append(x[:, :, None, None])
+        if intermediates_only:
+            return intermediates
+        return x[:, :, None, None], intermediates
+
+    @torch.jit.ignore
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        """Drop the layers after the last of ``indices`` (and the classifier); returns the kept indices."""
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        if max_index < len(self.blocks) - 1:
+            self.blocks = self.blocks[:max_index + 1]
+            self.num_features = self.head_hidden_size = self.widths[max_index]
+            prune_head = True  # the classifier reads the dropped layers
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.encoder(x).flatten(1))
+        return x[:, :, None, None]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if not self.global_pool and (pre_logits or self.num_classes == 0):
+            return x
+        x = x.flatten(1)
         if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         if pre_logits:
@@ -189,9 +265,14 @@ class LogicDenseNet(nn.Module):
 
 
 def _create_lgn_dense(variant: str, pretrained: bool = False, **kwargs) -> LogicDenseNet:
-    if kwargs.pop("features_only", False):
-        raise ValueError(f"{variant} has no spatial feature maps: features_only=True is not supported")
-    return build_model_with_cfg(LogicDenseNet, variant, pretrained, **kwargs)
+    depth = kwargs.get("depth", 6)
+    if kwargs.get("features_only", False) and isinstance(depth, int) and depth < 2:
+        raise ValueError(
+            f"{variant} with depth={depth} has no hidden layer to take features from: features_only=True "
+            f"needs depth >= 2 (or use forward_features)")
+    hidden = depth - 1 if isinstance(depth, int) else 0
+    feature_cfg = dict(feature_cls="getter", out_indices=tuple(range(hidden)))
+    return build_lgn(LogicDenseNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:
@@ -199,7 +280,7 @@ def _cfg(**kwargs) -> Dict[str, Any]:
         "url": "",
         "num_classes": 10,
         "input_size": (1, 28, 28),
-        "pool_size": None,
+        "pool_size": (1, 1),
         "fixed_input_size": True,
         "crop_pct": 1.0,
         "interpolation": "bilinear",

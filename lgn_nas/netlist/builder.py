@@ -6,6 +6,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..gates import NUM_GATES
+from ..groups import group_starts
 from .ir import Encoding, Netlist, NetlistLayer
 
 __all__ = ["NetlistBuilder"]
@@ -97,8 +98,22 @@ class NetlistBuilder:
         return np.arange(start, self._num_nodes, dtype=np.int64).reshape(a.shape)
 
     def build(self, outputs: Any, *, num_classes: int, tau: float, metadata: Optional[dict] = None) -> Netlist:
-        """The finished netlist; ``outputs`` (any shape, flattened in C order) are node ids."""
+        """The finished netlist; ``outputs`` (any shape, flattened in C order) are node ids.
+
+        ``outputs`` are the GroupSum's inputs in order. When ``num_classes`` does not divide their number,
+        the classes own groups whose sizes differ by one (``lgn_nas.groups``) and every short group is
+        padded with the constant-0 node, so the netlist keeps ``num_classes`` equal groups and each
+        class counts exactly its own outputs.
+        """
         out = _int_array(outputs, name="outputs").ravel()
+        if (isinstance(num_classes, (int, np.integer)) and not isinstance(num_classes, bool)
+                and 1 <= num_classes <= out.size and out.size % num_classes):
+            starts = group_starts(int(out.size), int(num_classes))
+            width = starts[1] - starts[0]  # the first group is one of the longest
+            zero = self.constant(0)
+            out = np.concatenate([
+                np.concatenate([out[a:b], np.full(width - (b - a), zero, dtype=np.int64)])
+                for a, b in zip(starts[:-1], starts[1:])])
         return Netlist(
             self.encoding,
             [NetlistLayer(l.gate.copy(), l.in_a.copy(), l.in_b.copy()) for l in self._layers],

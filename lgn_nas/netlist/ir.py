@@ -4,7 +4,10 @@ Node ids are global: the ``num_inputs`` encoded input bits are nodes ``0 .. num_
 of layer 0 get the next ids, then layer 1, and so on. A gate of layer ``l`` may read any input node or
 any gate of a layer before ``l`` (never its own layer or a later one), so the net is a levelised DAG.
 Outputs may name any node. Class ``c`` owns ``outputs[c * group_size:(c + 1) * group_size]``; its score
-is the number of those outputs that are 1, divided by ``tau``.
+is the number of those outputs that are 1, divided by ``tau``. A model whose GroupSum groups are uneven
+(``num_classes`` does not divide its head width: sizes differ by one, see ``lgn_nas.groups``) pads each
+short group with the constant-0 node (a FALSE gate), so the groups here stay equal and every backend
+counts exactly the model's groups; ``NetlistBuilder.build`` does this.
 """
 from __future__ import annotations
 

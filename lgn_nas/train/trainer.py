@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models._optim import is_gate_logit_module
 from .checkpoint import CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
 from .augment import random_crop, random_hflip, random_shift
 from .config import TrainConfig, temperature_at
@@ -83,11 +84,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- model and optimizer
-
-def is_gate_logit_module(module: nn.Module) -> bool:
-    """True for lgn-nas layers (every parameter they own is a gate logit)."""
-    return type(module).__module__.startswith("lgn_nas.")
-
 
 def fit_encoders(model: nn.Module, x_train: torch.Tensor, *, max_images: int = 10_000) -> int:
     """Fit every distributive ``Thermometer`` in ``model`` to the training images; returns how many.

@@ -388,8 +388,11 @@ def add_search_subcommand(sub: Any) -> None:
     search.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")
     search.add_argument("--limit-test", type=int, default=None)
     search.add_argument("--data-root", default=None)
-    search.add_argument("--heartbeat-interval", type=int, default=30, help="RDB storages: heartbeat seconds")
-    search.add_argument("--grace-period", type=int, default=None, help="RDB storages: stale after S s (default 2 x heartbeat)")
+    search.add_argument("--heartbeat-interval", type=int, default=30, help="seconds between a running trial's heartbeats")
+    search.add_argument("--grace-period", type=int, default=None,
+                        help="a trial without heartbeat for S s is failed and re-queued (default 2 x heartbeat; "
+                             "on the journal file a dead worker of this host is recognised at once)")
+    search.add_argument("--max-retry", type=int, default=3, help="re-queue a dead worker's trial at most N times")
     search.add_argument("--no-progress", action="store_true")
     search.add_argument("--no-export", action="store_true", help="do not export the best trial")
 

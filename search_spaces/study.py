@@ -96,15 +96,24 @@ def open_study(*, study_name: str, storage: Any = None, objectives: Sequence[str
     return study
 
 
-def _requeued_trials(study: Any) -> int:
-    """Trials waiting to run (retries of a dead worker's trials, found stale first where heartbeats exist)."""
+def _requeued_trials(study: Any, *, max_retry: Optional[int] = 3, grace_period: float = 60.0,
+                     log: Any = None) -> int:
+    """Trials waiting to run, after re-queueing the trials of dead workers.
+
+    Storages with Optuna's heartbeat fail their stale trials themselves; the others (the journal
+    file) go through :func:`search_spaces.recovery.recover_dead_trials`.
+    """
     import optuna
     from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    from .recovery import recover_dead_trials
 
     if is_heartbeat_enabled(study._storage):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+    else:
+        recover_dead_trials(study, max_retry=max_retry, grace_period=grace_period, log=log)
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
 
 
@@ -276,6 +285,7 @@ def run_search(
         lr_range: Optional[Sequence[float]] = (0.01, 0.1),
         heartbeat_interval: int = 30,
         grace_period: Optional[int] = None,
+        max_retry: Optional[int] = 3,
         data_root: Optional[str] = None,
         progress: bool = True,
         export: bool = True,
@@ -306,7 +316,16 @@ def run_search(
     train = dict(train or {})
     train.setdefault("val_size", 5000)
     train_config = TrainConfig(dataset=dataset, data_root=data_root, epochs=epochs, device="cpu", **train)
-    storage_obj = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    if max_retry is not None and (not isinstance(max_retry, int) or isinstance(max_retry, bool) or max_retry < 0):
+        raise ValueError(f"max_retry must be an int >= 0 (re-runs of a dead worker's trial), got {max_retry!r}")
+    if not isinstance(heartbeat_interval, int) or isinstance(heartbeat_interval, bool) or heartbeat_interval < 1:
+        raise ValueError(f"heartbeat_interval must be a positive int (seconds), got {heartbeat_interval!r}")
+    grace = grace_period if grace_period is not None else 2 * heartbeat_interval
+    if not isinstance(grace, int) or isinstance(grace, bool) or grace <= heartbeat_interval:
+        raise ValueError(f"grace_period must be an int above heartbeat_interval {heartbeat_interval} (seconds), "
+                         f"got {grace!r}")
+    storage_obj = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                               max_retry=max_retry)
     data = load_dataset(dataset, root=data_root, val_size=train_config.val_size, dtype=torch.uint8)
     bounds = dict(space_bounds or {})
     bounds.setdefault("num_classes", data.num_classes)
@@ -326,14 +345,24 @@ def run_search(
     trials_dir = out / "trials" if out is not None else None
     if trials_dir is not None:
         trials_dir.mkdir(parents=True, exist_ok=True)
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    own_heartbeat = not is_heartbeat_enabled(storage_obj)
     objective = Objective(space=search_space, data=data, train_config=train_config, objectives=objectives,
                           max_gates=max_gates, max_raw_gates=max_raw_gates, prune_margin=prune_margin,
-                          prune_warmup=prune_warmup, trial_dir=trials_dir, lr_range=lr_range)
+                          prune_warmup=prune_warmup, trial_dir=trials_dir, lr_range=lr_range,
+                          heartbeat_interval=heartbeat_interval if own_heartbeat else None)
+
+    def requeued() -> int:
+        return _requeued_trials(study, max_retry=max_retry, grace_period=grace, log=log)
+
+    waiting = requeued()  # a worker killed in an earlier run left its trial RUNNING: retry it now
     done = finished_trials(study)
-    log(f"study {study_name!r} on {mask_url(storage)}: {done} of {trials} trials finished; space {space}, "
+    log(f"study {study_name!r} on {mask_url(storage)}: {done} of {trials} trials finished"
+        + (f", {waiting} waiting (re-queued)" if waiting else "") + f"; space {space}, "
         f"objectives {','.join(objectives)}, {epochs} epoch(s) per trial")
     start = time.perf_counter()
-    if done < trials:
+    if done < trials or waiting:
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -350,7 +379,7 @@ def run_search(
                     bar.set_postfix(best_acc=f"{best.get('val_acc_discrete', 0) * 100:.2f}%",
                                     gates=best.get("gates"), last=trial.state.name.lower(), refresh=False)
                 bar.refresh()
-            if finished >= trials and not _requeued_trials(study):
+            if finished >= trials and not requeued():
                 study.stop()
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -121,6 +121,8 @@ def run_train(args: argparse.Namespace) -> int:
     except (FileNotFoundError, DatasetFetchError, DatasetFormatError) as error:  # data missing, unfetchable, malformed
         print(f"lgn-nas train: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:  # refused before training: val_size, device, a --resume config mismatch, ...
+        raise UsageError(str(error)) from error
     metrics = result.metrics
     if _is_main_process():
         print(f"discrete test accuracy {metrics['test_acc_discrete'] * 100:.2f}% "
@@ -243,9 +245,20 @@ def _load_or_build_netlist(source: str, model_kwargs: Dict[str, Any]):
 
 
 def run_export(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    # Everything refusable is refused before the first write.
+    if args.synth and args.format != "verilog":
+        raise UsageError(f"--synth needs --format verilog, not {args.format}")
+    if args.pipeline_every < 0:
+        raise UsageError(f"--pipeline-every must be an int >= 0 (layers between registers; 0: none), "
+                         f"got {args.pipeline_every}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write --out {str(out)!r}: directory {str(parent)!r} does not exist")
+    if out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a directory; expected a file name")
     netlist = _load_or_build_netlist(args.source, parse_model_kwargs(args.model_kwargs))
     simple, stats = netlist.simplify()
-    out = Path(args.out)
     if args.format == "netlist":
         simple.save(out)
     elif args.format == "c":
@@ -263,8 +276,6 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({args.format}): {stats['gates_before']} gates, {stats['gates_after']} after "
           f"simplification, logic depth {simple.logic_depth}")
     if args.synth:
-        if args.format != "verilog":
-            raise UsageError("--synth needs --format verilog")
         from .export import synthesize
 
         report = synthesize(out)

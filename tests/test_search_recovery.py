@@ -108,7 +108,8 @@ def test_sigkilled_worker_trial_is_requeued_and_completed_by_the_next_run(tmp_pa
             except KeyError:
                 continue
             for trial in study.get_trials(deepcopy=False, states=(RUNNING,)):
-                if (trial.system_attrs.get(WORKER_ATTR) or {}).get("pid") == worker.pid:
+                # Its genome is complete (all parameters suggested): the worker is training it now.
+                if (trial.system_attrs.get(WORKER_ATTR) or {}).get("pid") == worker.pid and "genome" in trial.user_attrs:
                     victim = trial
         assert victim is not None, "the worker never started a trial"
         os.kill(worker.pid, signal.SIGKILL)  # a trial trains for seconds: it dies in the middle of this one
@@ -131,7 +132,8 @@ def test_sigkilled_worker_trial_is_requeued_and_completed_by_the_next_run(tmp_pa
     assert trials[victim.number].state == FAIL
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1 and retries[0].state.is_finished() and retries[0].state != FAIL
-    assert retries[0].params == victim.params and retries[0].params  # the same genome, trained to the end
+    assert retries[0].params == trials[victim.number].params == victim.params  # the same genome, trained to the end
+    assert retries[0].user_attrs["genome"] == victim.user_attrs["genome"]
     assert not retries[0].user_attrs["worker"].endswith(f":{worker.pid}")  # trained again by the rerun
     finished = [t for t in trials if t.state.is_finished() and t.state != FAIL]
     assert len(finished) == 2

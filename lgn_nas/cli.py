@@ -121,6 +121,8 @@ def run_train(args: argparse.Namespace) -> int:
     except (FileNotFoundError, DatasetFetchError, DatasetFormatError) as error:  # data missing, unfetchable, malformed
         print(f"lgn-nas train: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:  # refused before training: val_size, device, a --resume config mismatch, ...
+        raise UsageError(str(error)) from error
     metrics = result.metrics
     if _is_main_process():
         print(f"discrete test accuracy {metrics['test_acc_discrete'] * 100:.2f}% "
@@ -243,9 +245,20 @@ def _load_or_build_netlist(source: str, model_kwargs: Dict[str, Any]):
 
 
 def run_export(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    # Everything refusable is refused before the first write.
+    if args.synth and args.format != "verilog":
+        raise UsageError(f"--synth needs --format verilog, not {args.format}")
+    if args.pipeline_every < 0:
+        raise UsageError(f"--pipeline-every must be an int >= 0 (layers between registers; 0: none), "
+                         f"got {args.pipeline_every}")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write --out {str(out)!r}: directory {str(parent)!r} does not exist")
+    if out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a directory; expected a file name")
     netlist = _load_or_build_netlist(args.source, parse_model_kwargs(args.model_kwargs))
     simple, stats = netlist.simplify()
-    out = Path(args.out)
     if args.format == "netlist":
         simple.save(out)
     elif args.format == "c":
@@ -263,8 +276,6 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({args.format}): {stats['gates_before']} gates, {stats['gates_after']} after "
           f"simplification, logic depth {simple.logic_depth}")
     if args.synth:
-        if args.format != "verilog":
-            raise UsageError("--synth needs --format verilog")
         from .export import synthesize
 
         report = synthesize(out)
@@ -388,8 +399,11 @@ def add_search_subcommand(sub: Any) -> None:
     search.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")
     search.add_argument("--limit-test", type=int, default=None)
     search.add_argument("--data-root", default=None)
-    search.add_argument("--heartbeat-interval", type=int, default=30, help="RDB storages: heartbeat seconds")
-    search.add_argument("--grace-period", type=int, default=None, help="RDB storages: stale after S s (default 2 x heartbeat)")
+    search.add_argument("--heartbeat-interval", type=int, default=30, help="seconds between a running trial's heartbeats")
+    search.add_argument("--grace-period", type=int, default=None,
+                        help="a trial without heartbeat for S s is failed and re-queued (default 2 x heartbeat; "
+                             "on the journal file a dead worker of this host is recognised at once)")
+    search.add_argument("--max-retry", type=int, default=3, help="re-queue a dead worker's trial at most N times")
     search.add_argument("--no-progress", action="store_true")
     search.add_argument("--no-export", action="store_true", help="do not export the best trial")
 

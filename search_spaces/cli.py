@@ -51,6 +51,7 @@ def run_search_command(args: argparse.Namespace) -> int:
                    prune_margin=None if args.prune_margin < 0 else args.prune_margin, prune_warmup=args.prune_warmup,
                    lr_range=None if args.lr is not None else tuple(args.lr_range),
                    heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                   max_retry=args.max_retry,
                    data_root=args.data_root, progress=not args.no_progress, export=not args.no_export)
     except StorageError as error:
         return fail(str(error))

@@ -164,7 +164,9 @@ class Objective:
     ``prune_margin`` (manual pruning of multi-objective trials), ``prune_warmup`` (epochs before the
     margin rule applies; ``None``: :func:`default_prune_warmup`), ``lr_range`` (search the learning rate,
     log-uniform, as trial parameter ``lr``; ``None``: the template's), ``trial_dir`` (where each trial's
-    model (timm ``save_for_hf`` layout), netlist and metrics go; ``None``: nowhere), ``latency_threads``.
+    model (timm ``save_for_hf`` layout), netlist and metrics go; ``None``: nowhere), ``latency_threads``,
+    ``heartbeat_interval`` (seconds between the trial heartbeats of :mod:`search_spaces.recovery`, for
+    storages without Optuna's own; ``None``: none, the worker's pid on this host is still recorded).
     """
 
     def __init__(self, *, space: Callable[[Any], Dict[str, Any]], data: Any, train_config: Any,
@@ -172,7 +174,7 @@ class Objective:
                  max_raw_gates: Optional[int] = None, prune_below: Optional[float] = None,
                  prune_margin: Optional[float] = 0.05, trial_dir: Optional[Path] = None,
                  latency_threads: int = 1, lr_range: Optional[Tuple[float, float]] = None,
-                 prune_warmup: Optional[int] = None) -> None:
+                 prune_warmup: Optional[int] = None, heartbeat_interval: Optional[float] = None) -> None:
         self.space = space
         self.data = data
         self.train_config = train_config
@@ -188,6 +190,7 @@ class Objective:
         self.trial_dir = Path(trial_dir) if trial_dir is not None else None
         self.latency_threads = latency_threads
         self.lr_range = tuple(lr_range) if lr_range is not None else None
+        self.heartbeat_interval = heartbeat_interval
 
     # ----------------------------------------------------------------- pruning
     def _hopeless(self, trial: Any, epoch: int, acc: float, raw_gates: int) -> Optional[str]:
@@ -230,11 +233,23 @@ class Objective:
     def __call__(self, trial: Any) -> Any:
         import optuna
 
+        from .recovery import WORKER_ATTR, Heartbeat, worker_identity
+
+        # First, so that a worker killed from here on is recognised as gone (search_spaces.recovery).
+        trial.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_identity())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        if self.heartbeat_interval is None:
+            return self._run(trial)
+        with Heartbeat(trial, interval=self.heartbeat_interval):
+            return self._run(trial)
+
+    def _run(self, trial: Any) -> Any:
+        import optuna
+
         genome = validate_genome(self.space(trial))
         raw = raw_gate_count(genome)
         trial.set_user_attr("genome", genome)
         trial.set_user_attr("gates_raw_estimate", raw)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if self.max_raw_gates is not None and raw > self.max_raw_gates:
             if self.max_gates is not None:
                 trial.set_constraint("gates", float(raw - self.max_gates))

@@ -11,6 +11,8 @@ Gumbel relaxations, ``width_i`` only for layers that exist, ``thresholds`` only 
 """
 from __future__ import annotations
 
+import json
+
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
@@ -49,7 +51,14 @@ def get_space(name: str, **bounds: Any) -> "BaseSpace":
                          f"{', '.join(cls.bound_names())}") from error
 
 
-def _check_range(name: str, low: float, high: float, *, minimum: float = 1) -> None:
+def _check_range(name: str, bounds: Any, *, minimum: float = 1, integer: bool = True) -> None:
+    """``bounds`` must be a ``[low, high]`` pair of numbers (ints unless ``integer=False``), ``minimum <= low <= high``."""
+    kind = "int" if integer else "number"
+    number = (int,) if integer else (int, float)
+    if (isinstance(bounds, (str, bytes)) or not isinstance(bounds, Sequence) or len(bounds) != 2
+            or not all(isinstance(v, number) and not isinstance(v, bool) for v in bounds)):
+        raise ValueError(f"{name}: expected a [low, high] pair of {kind}s, got {json.dumps(bounds, default=str)}")
+    low, high = bounds
     if not (minimum <= low <= high):
         raise ValueError(f"{name}: expected {minimum} <= low <= high, got ({low}, {high})")
 
@@ -101,8 +110,8 @@ class BaseSpace:
         self.relaxation = _check_choices("relaxation", relaxation, RELAXATIONS)
         self.parametrization = _check_choices("parametrization", parametrization, tuple(PARAMETRIZATIONS))
         self.init = _check_choices("init", init, INITS)
-        _check_range("group_tau", *group_tau, minimum=1e-6)
-        _check_range("gumbel_tau", *gumbel_tau, minimum=1e-6)
+        _check_range("group_tau", group_tau, minimum=1e-6, integer=False)
+        _check_range("gumbel_tau", gumbel_tau, minimum=1e-6, integer=False)
         self.group_tau = tuple(group_tau)
         self.gumbel_tau = tuple(gumbel_tau)
         self.seed = int(seed)
@@ -188,8 +197,8 @@ class DenseSpace(BaseSpace):
                  width_mode: Sequence[str] = ("shared", "per_layer"), crop_border: Sequence[int] = (0, 4),
                  **common: Any) -> None:
         super().__init__(**common)
-        _check_range("depth", *depth)
-        _check_range("width", *width, minimum=self.num_classes)
+        _check_range("depth", depth)
+        _check_range("width", width, minimum=self.num_classes)
         self.depth = tuple(depth)
         self.width = tuple(width)
         self.width_mode = _check_choices("width_mode", width_mode, ("shared", "per_layer"))
@@ -236,14 +245,14 @@ class ConvSpace(BaseSpace):
                  head_width: Tuple[int, int] = (200, 2000), **common: Any) -> None:
         common.setdefault("input_bits", (1,))
         super().__init__(**common)
-        _check_range("stages", *stages)
-        _check_range("channels", *channels)
-        _check_range("tree_depth", *tree_depth)
-        _check_range("head_depth", *head_depth)
-        _check_range("head_width", *head_width, minimum=self.num_classes)
+        _check_range("stages", stages)
+        _check_range("channels", channels)
+        _check_range("tree_depth", tree_depth)
+        _check_range("head_depth", head_depth)
+        _check_range("head_width", head_width, minimum=self.num_classes)
         self.stages, self.channels, self.tree_depth = tuple(stages), tuple(channels), tuple(tree_depth)
         self.head_depth, self.head_width_range = tuple(head_depth), tuple(head_width)
-        _check_range("kernel_size", *kernel_size)
+        _check_range("kernel_size", kernel_size)
         if kernel_size[0] % 2 == 0 or kernel_size[1] % 2 == 0:
             raise ValueError(f"kernel_size: expected odd sizes, got {tuple(kernel_size)}")
         self.kernel_size = tuple(kernel_size)
@@ -331,9 +340,9 @@ class HybridSpace(BaseSpace):
         unknown = [b for b in backbone if b not in timm.list_models()]
         if unknown:
             raise ValueError(f"backbone: unknown timm model(s) {unknown}")
-        _check_range("feature_index", *feature_index, minimum=0)
-        _check_range("head_depth", *head_depth)
-        _check_range("head_width", *head_width, minimum=self.num_classes)
+        _check_range("feature_index", feature_index, minimum=0)
+        _check_range("head_depth", head_depth)
+        _check_range("head_width", head_width, minimum=self.num_classes)
         self.backbone = _check_choices("backbone", backbone)
         self.feature_index = tuple(feature_index)
         self.head_depth, self.head_width_range = tuple(head_depth), tuple(head_width)

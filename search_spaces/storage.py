@@ -3,7 +3,9 @@
 - ``None`` (default): the journal file ``lgn_nas_studies.log`` in the working directory
   (``JournalStorage`` + ``JournalFileBackend``; several processes on one host may share it, and
   ``optuna-dashboard lgn_nas_studies.log`` opens it).
-- a path ending in ``.log``, or ``journal:PATH``: another journal file.
+- a path ending in ``.log``, or ``journal:PATH``: another journal file. Journal files have no
+  Optuna heartbeat; ``lgn-nas search`` recovers a killed worker's trial itself
+  (:mod:`search_spaces.recovery`: dead pid on this host, or a stale heartbeat attr).
 - ``sqlite:///FILE``, ``postgresql://USER:PASSWORD@HOST:PORT/DB`` (also ``postgresql+psycopg2://``),
   ``mysql+pymysql://...``: Optuna's ``RDBStorage`` with heartbeats; a worker killed in the middle
   of a trial stops beating, its trial is marked failed after ``grace_period`` seconds and put back

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 import warnings
@@ -12,7 +13,7 @@ from .objectives import OBJECTIVES, Objective, parse_objectives, resolve_prune_w
 from .storage import StorageError, mask_url, open_storage, scrub
 
 __all__ = ["SAMPLERS", "PRUNERS", "open_study", "make_sampler", "make_pruner", "pareto_trials", "best_trial",
-           "pareto_table", "plot_pareto", "export_trial", "run_search", "finished_trials"]
+           "pareto_table", "plot_pareto", "export_trial", "run_search", "finished_trials", "setting_differences"]
 
 SAMPLERS = ("tpe", "nsga2", "nsga3", "random")
 PRUNERS = ("median", "hyperband", "none")
@@ -58,8 +59,9 @@ def open_study(*, study_name: str, storage: Any = None, objectives: Sequence[str
     """Create the study or load it to resume; an existing study with other objectives is an error.
 
     ``storage`` is an Optuna storage or URL (``None``: the default journal file). ``metadata`` (JSON:
-    space, dataset, bounds, epochs, ...) is stored on creation; on resume a differing ``space`` or
-    ``dataset`` is an error too (the trials would not be comparable).
+    space, dataset, bounds, training settings, budgets, ...) is stored on creation; on resume any
+    differing setting (:func:`setting_differences`) is an error too (the trials would not be
+    comparable), raised before anything is written.
     """
     import optuna
 
@@ -87,6 +89,11 @@ def open_study(*, study_name: str, storage: Any = None, objectives: Sequence[str
             if metadata and old is not None and key in metadata and old != metadata[key]:
                 raise ValueError(f"study {study_name!r} in {where} searches {key} {old!r}, not {metadata[key]!r}: "
                                  "choose another --study name")
+        differences = setting_differences(summary.user_attrs, metadata or {})
+        if differences:
+            raise ValueError(f"study {study_name!r} in {where} was run with other settings ({'; '.join(differences)})"
+                             ": its trials would not be comparable; rerun with the stored settings or choose a new "
+                             "--study name")
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     study = optuna.create_study(study_name=study_name, storage=storage, directions=directions, sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
@@ -96,15 +103,51 @@ def open_study(*, study_name: str, storage: Any = None, objectives: Sequence[str
     return study
 
 
-def _requeued_trials(study: Any) -> int:
-    """Trials waiting to run (retries of a dead worker's trials, found stale first where heartbeats exist)."""
+# Settings stored with a study that may differ between its workers (where data lives, how fast it is scored).
+FREE_SETTINGS = ("train.data_root", "train.device", "train.eval_batch_size")
+
+
+def _flatten(settings: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    flat: Dict[str, Any] = {}
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name in ("bounds", "train"):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def setting_differences(stored: Dict[str, Any], settings: Dict[str, Any]) -> List[str]:
+    """``"train.epochs: stored 1, now 2"`` for each setting in both ``stored`` and ``settings`` that differs.
+
+    Values are compared as JSON (tuples and lists alike); a setting an older study did not store is
+    not compared, nor are :data:`FREE_SETTINGS`.
+    """
+    old = _flatten(json.loads(json.dumps(stored, default=str)))
+    new = _flatten(json.loads(json.dumps(settings, default=str)))
+    return [f"{key.removeprefix('train.')}: stored {json.dumps(old[key])}, now {json.dumps(new[key])}"
+            for key in new if key in old and key not in FREE_SETTINGS and old[key] != new[key]]
+
+
+def _requeued_trials(study: Any, *, max_retry: Optional[int] = 3, grace_period: float = 60.0,
+                     log: Any = None) -> int:
+    """Trials waiting to run, after re-queueing the trials of dead workers.
+
+    Storages with Optuna's heartbeat fail their stale trials themselves; the others (the journal
+    file) go through :func:`search_spaces.recovery.recover_dead_trials`.
+    """
     import optuna
     from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    from .recovery import recover_dead_trials
 
     if is_heartbeat_enabled(study._storage):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
+    else:
+        recover_dead_trials(study, max_retry=max_retry, grace_period=grace_period, log=log)
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
 
 
@@ -276,6 +319,7 @@ def run_search(
         lr_range: Optional[Sequence[float]] = (0.01, 0.1),
         heartbeat_interval: int = 30,
         grace_period: Optional[int] = None,
+        max_retry: Optional[int] = 3,
         data_root: Optional[str] = None,
         progress: bool = True,
         export: bool = True,
@@ -303,15 +347,34 @@ def run_search(
     if len(objectives) > 1 and pruner not in ("none", "median"):
         raise ValueError(f"pruner {pruner!r} needs a single 'acc' objective (multi-objective studies prune hopeless "
                          "trials by hand); use --pruner none")
+    if lr_range is not None:
+        low_high = list(lr_range)
+        if (len(low_high) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low_high)
+                or not 0 < low_high[0] <= low_high[1] or not all(math.isfinite(v) for v in low_high)):
+            raise ValueError(f"lr_range must be LOW HIGH with 0 < LOW <= HIGH (searched log-uniform), got "
+                             f"{' '.join(map(str, low_high))}")
+    out = Path(out) if out is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a directory")
     train = dict(train or {})
     train.setdefault("val_size", 5000)
     train_config = TrainConfig(dataset=dataset, data_root=data_root, epochs=epochs, device="cpu", **train)
-    storage_obj = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    if max_retry is not None and (not isinstance(max_retry, int) or isinstance(max_retry, bool) or max_retry < 0):
+        raise ValueError(f"max_retry must be an int >= 0 (re-runs of a dead worker's trial), got {max_retry!r}")
+    if not isinstance(heartbeat_interval, int) or isinstance(heartbeat_interval, bool) or heartbeat_interval < 1:
+        raise ValueError(f"heartbeat_interval must be a positive int (seconds), got {heartbeat_interval!r}")
+    grace = grace_period if grace_period is not None else 2 * heartbeat_interval
+    if not isinstance(grace, int) or isinstance(grace, bool) or grace <= heartbeat_interval:
+        raise ValueError(f"grace_period must be an int above heartbeat_interval {heartbeat_interval} (seconds), "
+                         f"got {grace!r}")
+    # Data and space first: a bad value is refused before the storage (journal file) is created.
     data = load_dataset(dataset, root=data_root, val_size=train_config.val_size, dtype=torch.uint8)
     bounds = dict(space_bounds or {})
     bounds.setdefault("num_classes", data.num_classes)
     bounds.setdefault("input_shape", tuple(data.input_shape))
     search_space = get_space(space, **bounds)
+    storage_obj = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                               max_retry=max_retry)
     study_name = study_name or f"{space}-{data.name}-{'-'.join(objectives)}"
     metadata = {"space": space, "dataset": data.name, "bounds": search_space.bounds(),
                 "train": {k: v for k, v in train_config.to_dict().items() if k not in ("model", "model_kwargs")},
@@ -322,18 +385,27 @@ def run_search(
                        pruner=make_pruner(pruner if len(objectives) == 1 else "none", epochs=epochs,
                                           warmup=prune_warmup),
                        metadata=metadata)
-    out = Path(out) if out is not None else None
     trials_dir = out / "trials" if out is not None else None
     if trials_dir is not None:
         trials_dir.mkdir(parents=True, exist_ok=True)
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    own_heartbeat = not is_heartbeat_enabled(storage_obj)
     objective = Objective(space=search_space, data=data, train_config=train_config, objectives=objectives,
                           max_gates=max_gates, max_raw_gates=max_raw_gates, prune_margin=prune_margin,
-                          prune_warmup=prune_warmup, trial_dir=trials_dir, lr_range=lr_range)
+                          prune_warmup=prune_warmup, trial_dir=trials_dir, lr_range=lr_range,
+                          heartbeat_interval=heartbeat_interval if own_heartbeat else None)
+
+    def requeued() -> int:
+        return _requeued_trials(study, max_retry=max_retry, grace_period=grace, log=log)
+
+    waiting = requeued()  # a worker killed in an earlier run left its trial RUNNING: retry it now
     done = finished_trials(study)
-    log(f"study {study_name!r} on {mask_url(storage)}: {done} of {trials} trials finished; space {space}, "
+    log(f"study {study_name!r} on {mask_url(storage)}: {done} of {trials} trials finished"
+        + (f", {waiting} waiting (re-queued)" if waiting else "") + f"; space {space}, "
         f"objectives {','.join(objectives)}, {epochs} epoch(s) per trial")
     start = time.perf_counter()
-    if done < trials:
+    if done < trials or waiting:
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -350,7 +422,7 @@ def run_search(
                     bar.set_postfix(best_acc=f"{best.get('val_acc_discrete', 0) * 100:.2f}%",
                                     gates=best.get("gates"), last=trial.state.name.lower(), refresh=False)
                 bar.refresh()
-            if finished >= trials and not _requeued_trials(study):
+            if finished >= trials and not requeued():
                 study.stop()
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)

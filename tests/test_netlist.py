@@ -569,3 +569,65 @@ def test_builder_refuses_bad_layers(gate, in_a, in_b, match) -> None:
     with pytest.raises(ValueError, match=match):
         builder.add_layer(gate, in_a, in_b)
     assert builder.num_layers == 1 and builder.num_nodes == 5
+
+
+def _rewrite(path, *, tensors=None, header=None) -> None:
+    """Rewrite a saved netlist file with some tensors or header entries changed, keeping its stored digests."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as handle:
+        head = json.loads(handle.metadata()["lgn_netlist"])
+        data = {name: handle.get_tensor(name) for name in handle.keys()}
+    data.update(tensors or {})
+    head.update(header or {})
+    save_file({k: np.ascontiguousarray(v) for k, v in data.items()}, str(path), metadata={"lgn_netlist": json.dumps(head)})
+
+
+def test_checksum_refuses_an_edited_gate_wire_or_input_shape(tmp_path) -> None:
+    net = two_layer_net()
+    path = tmp_path / "net.lgn"
+    net.save(path)
+    assert load_netlist(path) == net
+    gate = net.layers[0].gate.copy()
+    gate[1] ^= 1  # OR -> another valid gate: without the digest this loads as a different circuit
+    _rewrite(path, tensors={"layer.0.gate": gate})
+    with pytest.raises(ValueError, match=r"net\.lgn' does not match its checksum: tensor 'layer\.0\.gate' changed"):
+        load_netlist(path)
+    net.save(path)
+    wires = net.layers[1].in_a.copy()
+    wires[0] ^= 1  # node 2 -> node 3: still valid wiring
+    _rewrite(path, tensors={"layer.1.in_a": wires})
+    with pytest.raises(ValueError, match=r"tensor 'layer\.1\.in_a' changed"):
+        load_netlist(path)
+    net.save(path)
+    _rewrite(path, header={"input_shape": [2, 1]})
+    with pytest.raises(ValueError, match=r"header entry 'input_shape' = \[2, 1\] changed since it was written"):
+        load_netlist(path)
+
+
+def test_edited_input_shape_without_digests_is_named_as_such(tmp_path) -> None:
+    path = tmp_path / "old.lgn"
+    write_raw(path, two_layer_net(), header={"input_shape": [1, 1]})  # an old file (no digests), shape edited
+    with pytest.raises(ValueError, match=r"old\.lgn': header says num_inputs = 2, but header entry 'input_shape' = "
+                                         r"\[1, 1\] gives 1 input bits"):
+        load_netlist(path)
+
+
+def test_every_flipped_bit_of_a_saved_netlist_is_refused_or_harmless(tmp_path) -> None:
+    net = two_layer_net()
+    path = tmp_path / "net.lgn"
+    net.save(path)
+    clean = path.read_bytes()
+    loaded_as_other = []
+    for position in range(len(clean)):
+        for bit in (0, 6):
+            data = bytearray(clean)
+            data[position] ^= 1 << bit
+            path.write_bytes(bytes(data))
+            try:
+                other = load_netlist(path)
+            except ValueError:
+                continue
+            if other != net:
+                loaded_as_other.append((position, bit))
+    assert loaded_as_other == []

@@ -126,6 +126,23 @@ def test_study_resume_and_objective_mismatch(tmp_path):
         open_study(study_name="s", storage=log, objectives=("acc", "gates"), metadata={"space": "conv"})
 
 
+def test_stored_settings_refuse_a_mismatch_before_writing(tmp_path):
+    from search_spaces.study import setting_differences
+
+    log = tmp_path / "s.log"
+    settings = {"space": "dense", "bounds": {"depth": (1, 2)}, "train": {"epochs": 1, "data_root": "/a", "lr": 0.01}}
+    open_study(study_name="s", storage=str(log), metadata=settings)
+    size = log.stat().st_size
+    open_study(study_name="s", storage=str(log), metadata=dict(settings, train=dict(settings["train"], data_root="/b")))
+    with pytest.raises(ValueError, match=r"other settings \(bounds.depth: stored \[1, 2\], now \[1, 3\]; epochs: "
+                                         r"stored 1, now 3\).*the stored settings or choose a new --study name"):
+        open_study(study_name="s", storage=str(log),
+                   metadata=dict(settings, bounds={"depth": [1, 3]}, train=dict(settings["train"], epochs=3)))
+    assert log.stat().st_size == size  # refused without a write
+    # A setting an older study did not store is not compared.
+    assert setting_differences({"train": {"epochs": 1}}, {"train": {"epochs": 1, "hflip": True}}) == []
+
+
 @pytest.fixture(scope="module")
 def tiny_data():
     import torch

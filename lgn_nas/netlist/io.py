@@ -17,6 +17,12 @@ and one safetensors metadata entry, ``lgn_netlist``, a JSON object::
     {"format": "lgn-netlist", "version": 1, "input_shape": [C, ...], "encoding_kind": "thermometer",
      "num_inputs": N, "num_classes": M, "tau": 10.0, "num_layers": L, "metadata": {...}}
 
+The header also holds ``"sha256"``: a SHA-256 digest of every other header entry and of every
+tensor (dtype, shape and bytes), by name (``"input_shape"``, ``"tensor:layer.0.gate"``, ...). A
+reader refuses a file whose content does not match, naming the changed entries, so one edited
+gate byte or wiring bit is not loaded as a different circuit; files written before the digests
+existed (no ``"sha256"``) are read unchecked.
+
 Node ids, bit order and the GroupSum head are as described in :mod:`lgn_nas.netlist.ir`. Readers
 refuse files whose ``version`` is newer than the one they support; a change that old readers would
 misread must bump the version. Writes are atomic (temporary file in the same directory, then
@@ -24,6 +30,7 @@ misread must bump the version. Writes are atomic (temporary file in the same dir
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -57,6 +64,37 @@ def _header(netlist: Netlist) -> dict:
     }
 
 
+def _digests(header: dict, tensors: "dict[str, np.ndarray]") -> "dict[str, str]":
+    """SHA-256 of each header entry (but ``sha256``) and of each tensor's dtype, shape and bytes."""
+    digests = {key: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+               for key, value in header.items() if key != "sha256"}
+    for name, array in tensors.items():
+        array = np.ascontiguousarray(array)
+        h = hashlib.sha256(f"{array.dtype.str}{list(array.shape)}".encode())
+        h.update(array.tobytes())
+        digests[f"tensor:{name}"] = h.hexdigest()
+    return digests
+
+
+def _check_digests(header: dict, tensors: "dict[str, np.ndarray]", path: Path) -> None:
+    stored = header.get("sha256")
+    if stored is None:
+        return  # written before the digests existed
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise ValueError(f"{str(path)!r}: header entry 'sha256' is malformed, expected an object of hex digests")
+    actual = _digests(header, tensors)
+    changed = sorted(k for k in set(stored) | set(actual) if stored.get(k) != actual.get(k))
+    if changed:
+        def describe(key: str) -> str:
+            if key.startswith("tensor:"):
+                return f"tensor {key[len('tensor:'):]!r}" + ("" if key in actual else " (missing)")
+            return f"header entry {key!r}" + (f" = {json.dumps(header[key])}" if key in header else " (missing)")
+
+        shown = ", ".join(describe(k) for k in changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        raise ValueError(f"{str(path)!r} does not match its checksum: {shown} changed since it was written "
+                         "(edited or corrupted); re-export the netlist")
+
+
 def save_netlist(netlist: Netlist, path: PathLike) -> None:
     """Write ``netlist`` to ``path`` atomically; the parent directory must exist."""
     from safetensors.numpy import save
@@ -74,7 +112,9 @@ def save_netlist(netlist: Netlist, path: PathLike) -> None:
         tensors[f"layer.{i}.gate"] = np.ascontiguousarray(layer.gate, dtype=np.uint8)
         tensors[f"layer.{i}.in_a"] = np.ascontiguousarray(layer.in_a, dtype=np.int64)
         tensors[f"layer.{i}.in_b"] = np.ascontiguousarray(layer.in_b, dtype=np.int64)
-    payload = save(tensors, metadata={METADATA_KEY: json.dumps(_header(netlist))})
+    header = _header(netlist)
+    header["sha256"] = _digests(header, tensors)
+    payload = save(tensors, metadata={METADATA_KEY: json.dumps(header)})
 
     atomic_write_bytes(path, payload)
 
@@ -128,6 +168,7 @@ def load_netlist(path: PathLike) -> Netlist:
     if version < 1:
         raise ValueError(f"{str(path)!r} has version {version}, expected 1..{FORMAT_VERSION}")
 
+    _check_digests(header, tensors, path)
     input_shape = _require(header, "input_shape", (list,), path)
     kind = _require(header, "encoding_kind", (str,), path)
     num_inputs = _require(header, "num_inputs", (int,), path)
@@ -145,6 +186,13 @@ def load_netlist(path: PathLike) -> Netlist:
 
     try:
         encoding = Encoding(kind, tuple(input_shape), tensors["thresholds"])
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r}: header entry 'input_shape' = {json.dumps(input_shape)}: {exc}") from None
+    if encoding.num_bits != num_inputs:  # before the wiring, which would blame layer 0 for an edited shape
+        raise ValueError(f"{str(path)!r}: header says num_inputs = {num_inputs}, but header entry 'input_shape' = "
+                         f"{json.dumps(input_shape)} gives {encoding.num_bits} input bits "
+                         f"({tensors['thresholds'].shape[-1]} thresholds per channel): one of them was edited")
+    try:
         layers = [
             NetlistLayer(tensors[f"layer.{i}.gate"], tensors[f"layer.{i}.in_a"], tensors[f"layer.{i}.in_b"])
             for i in range(num_layers)

@@ -5,9 +5,25 @@ import dataclasses
 import math
 from typing import Any, Dict, Optional
 
-__all__ = ["TrainConfig", "TEMPERATURE_SCHEDULES", "temperature_at"]
+__all__ = ["TrainConfig", "TEMPERATURE_SCHEDULES", "SCHEDULERS", "temperature_at"]
 
 TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine", "exponential")
+
+
+
+# Names timm's create_scheduler_v2 knows, and "none" (a constant learning rate).
+SCHEDULERS = ("none", "cosine", "tanh", "step", "multistep", "plateau", "poly", "constant", "wsd", "rsqrt")
+
+
+def _known_optimizer(name: Any) -> bool:
+    """Whether timm's ``create_optimizer_v2`` knows ``name`` (also ``lookahead_NAME``)."""
+    if not isinstance(name, str) or not name:
+        return False
+    from timm.optim import list_optimizers
+
+    base = name.lower()
+    base = base[len("lookahead_"):] if base.startswith("lookahead_") else base
+    return base in list_optimizers()
 
 
 @dataclasses.dataclass
@@ -112,6 +128,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         if self.temperature_schedule != "constant" and self.temperature_end is None:
             raise ValueError(f"temperature_schedule={self.temperature_schedule!r} needs temperature_end")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)} (timm's), got {self.scheduler!r}")
+        if not _known_optimizer(self.optimizer):
+            raise ValueError(f"optimizer {self.optimizer!r} is not a timm optimizer (timm.optim.list_optimizers(), "
+                             "e.g. adam, adamw, sgd)")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
 

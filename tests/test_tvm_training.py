@@ -321,3 +321,23 @@ def test_resolve_target_refuses_strings_and_defaults_to_the_host():
     assert build.resolve_target(None) == build.host_target()
     given = {"kind": "llvm", "mcpu": "x86-64"}
     assert build.resolve_target(given) == given and build.resolve_target(given) is not given
+
+
+def test_single_threaded_tvm_training_leaves_the_process_on_every_core():
+    """TVM pins its threads from core 0 unless TVM_BIND_THREADS=0; with one thread that pinned the whole
+    process to core 0, so parallel one-thread jobs shared a core. tvm_ops turns the binding off."""
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs at least two usable cores to see a pin")
+    script = (
+        "import os, torch\n"
+        "from lgn_nas.layers import LogicDense\n"
+        "before = sorted(os.sched_getaffinity(0))\n"
+        "LogicDense(64, 256, backend='tvm')(torch.rand(128, 64)).sum().backward()\n"
+        "print(before == sorted(os.sched_getaffinity(0)))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TVM_BIND_THREADS"}
+    env.update(TVM_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True"

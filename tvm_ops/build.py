@@ -148,9 +148,15 @@ def prepare_thread_pool() -> None:
     the cores). When that variable is unset we set it to the core count here so that
     :func:`set_num_threads` can later choose any count up to it; if another TVM user in the process
     already launched parallel work, its pool size stays the upper bound.
+
+    It also sets ``TVM_BIND_THREADS=0`` unless the user set it: TVM otherwise pins its threads to
+    cores counted from core 0, and with one thread that pins the calling process to core 0, so two
+    single-threaded jobs on one machine share one core and leave the others idle (measured: two
+    ``TVM_NUM_THREADS=1`` trainings at 50% CPU each on a 2-core machine).
     """
     global _POOL_READY, _WE_SET_ENV
     if not _POOL_READY:
+        os.environ.setdefault("TVM_BIND_THREADS", "0")
         if not os.environ.get("TVM_NUM_THREADS"):
             os.environ["TVM_NUM_THREADS"] = str(max(1, os.cpu_count() or 1))
             _WE_SET_ENV = True

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["main", "build_parser", "parse_model_kwargs"]
+__all__ = ["main", "build_parser", "parse_model_kwargs", "train_config_from_args"]
 
 
 RUN_OUTPUTS = ("checkpoint.safetensors", "config.json", "metrics.json", "netlist.lgn", "curves.png")
@@ -64,9 +64,24 @@ def _check_dataset(name: str) -> None:
 
 # --------------------------------------------------------------------------- train
 
+def train_config_from_args(args: argparse.Namespace):
+    """The ``TrainConfig`` that ``lgn-nas train`` runs for parsed ``args`` (``ValueError`` if invalid)."""
+    from .train import TrainConfig
+
+    return TrainConfig(
+        model=args.model, model_kwargs=parse_model_kwargs(args.model_kwargs), dataset=args.dataset,
+        data_root=args.data_root, val_size=args.val_size, limit_train=args.limit_train, limit_test=args.limit_test,
+        epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+        optimizer=args.opt, lr=args.lr, weight_decay=args.weight_decay, decay_gate_logits=args.decay_gate_logits,
+        scheduler=args.sched, warmup_epochs=args.warmup_epochs, min_lr=args.min_lr,
+        temperature_schedule=args.temperature_schedule, temperature_start=args.temperature_start,
+        temperature_end=args.temperature_end, temperature_step=args.temperature_step,
+        grad_clip=args.grad_clip, random_shift=args.random_shift, seed=args.seed, device=args.device)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .data import DatasetFetchError
-    from .train import TrainConfig, TrainingDiverged, fit
+    from .train import TrainingDiverged, fit
 
     _check_model(args.model)
     _check_dataset(args.dataset)
@@ -79,15 +94,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"output directory {out} exists and is not empty; pass --resume to continue the run "
                          "there or --force to overwrite it")
     try:
-        config = TrainConfig(
-            model=args.model, model_kwargs=parse_model_kwargs(args.model_kwargs), dataset=args.dataset,
-            data_root=args.data_root, val_size=args.val_size, limit_train=args.limit_train, limit_test=args.limit_test,
-            epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-            optimizer=args.opt, lr=args.lr, weight_decay=args.weight_decay, decay_gate_logits=args.decay_gate_logits,
-            scheduler=args.sched, warmup_epochs=args.warmup_epochs, min_lr=args.min_lr,
-            temperature_schedule=args.temperature_schedule, temperature_start=args.temperature_start,
-            temperature_end=args.temperature_end, temperature_step=args.temperature_step,
-            grad_clip=args.grad_clip, random_shift=args.random_shift, seed=args.seed, device=args.device)
+        config = train_config_from_args(args)
     except ValueError as error:
         raise UsageError(str(error)) from error
     if args.force and out.is_dir():

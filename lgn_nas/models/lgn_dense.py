@@ -21,6 +21,7 @@ from torch import nn
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from ..layers import GroupSum, LogicDense, Thermometer
+from ..pretrained import checkpoint_filter_fn, pretrained_model_kwargs, weights_file
 
 __all__ = ["LogicDenseNet"]
 
@@ -188,10 +189,16 @@ class LogicDenseNet(nn.Module):
         return builder.build(ids, num_classes=self.num_classes, tau=self.group_tau, metadata=metadata)
 
 
-def _create_lgn_dense(variant: str, pretrained: bool = False, **kwargs) -> LogicDenseNet:
+def _create_lgn_dense(variant: str, pretrained: bool, model_args: Dict[str, Any], **kwargs) -> LogicDenseNet:
+    """Build ``variant``: its ``model_args``, then the pretrained weights' model kwargs, then ``kwargs``."""
     if kwargs.pop("features_only", False):
         raise ValueError(f"{variant} has no spatial feature maps: features_only=True is not supported")
-    return build_model_with_cfg(LogicDenseNet, variant, pretrained, **kwargs)
+    kwargs, run_args = pretrained_model_kwargs(variant, pretrained, kwargs)
+    model = build_model_with_cfg(LogicDenseNet, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
+                                 **dict(model_args, **kwargs))
+    if run_args:  # so save_for_hf / get_model_args rebuild the weights' shape (create_model adds the caller's)
+        model._model_args = dict(run_args)
+    return model
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:
@@ -213,6 +220,11 @@ def _cfg(**kwargs) -> Dict[str, Any]:
 
 
 default_cfgs = generate_default_cfgs({
+    # Shipped weights first, so pretrained=True picks them (command and accuracy: lgn_nas/pretrained/weights/*.json).
+    "lgn_dense_s.mnist": _cfg(file=weights_file("lgn_dense_s.mnist"),
+                              description="MNIST, softmax + 20x20 crop + 1-pixel shifts, 60 epochs"),
+    "lgn_dense_m.fashion_mnist": _cfg(file=weights_file("lgn_dense_m.fashion_mnist"),
+                                      description="Fashion-MNIST, hard_st, 3 thresholds, 12 epochs"),
     "lgn_dense_s.untrained": _cfg(),
     "lgn_dense_m.untrained": _cfg(),
     "lgn_dense_l.untrained": _cfg(),
@@ -223,18 +235,18 @@ default_cfgs = generate_default_cfgs({
 def lgn_dense_s(pretrained: bool = False, **kwargs) -> LogicDenseNet:
     """Dense LGN, 6 x 8,000 gates (48K): the 2022 paper's small MNIST network."""
     model_args = dict(depth=6, width=8000, group_tau=10.0)
-    return _create_lgn_dense("lgn_dense_s", pretrained, **dict(model_args, **kwargs))
+    return _create_lgn_dense("lgn_dense_s", pretrained, model_args, **kwargs)
 
 
 @register_model
 def lgn_dense_m(pretrained: bool = False, **kwargs) -> LogicDenseNet:
     """Dense LGN, 6 x 64,000 gates (384K): the 2022 paper's large MNIST network."""
     model_args = dict(depth=6, width=64000, group_tau=30.0)
-    return _create_lgn_dense("lgn_dense_m", pretrained, **dict(model_args, **kwargs))
+    return _create_lgn_dense("lgn_dense_m", pretrained, model_args, **kwargs)
 
 
 @register_model
 def lgn_dense_l(pretrained: bool = False, **kwargs) -> LogicDenseNet:
     """Dense LGN, 5 x 256,000 gates (1.28M): the 2022 paper's CIFAR-10 L shape."""
     model_args = dict(depth=5, width=256000, group_tau=100.0)
-    return _create_lgn_dense("lgn_dense_l", pretrained, **dict(model_args, **kwargs))
+    return _create_lgn_dense("lgn_dense_l", pretrained, model_args, **kwargs)

@@ -341,10 +341,10 @@ def _mnist_cfg(**kwargs) -> Dict[str, Any]:
 
 
 default_cfgs = generate_default_cfgs({
-    # Shipped weights first, so pretrained=True picks them; while a file is absent, pretrained=True names it.
-    "lgn_conv_s.cifar10_jpeg": _cfg(file=weights_file("lgn_conv_s.cifar10_jpeg"),
-                                    description="CIFAR-10 (JPEG copy)"),
-    "lgn_conv_mnist_s.mnist": _mnist_cfg(file=weights_file("lgn_conv_mnist_s.mnist"), description="MNIST"),
+    # Shipped weights first, so pretrained=True picks them (records: lgn_nas/pretrained/weights/<tag>.json);
+    # while a tag's file is absent, pretrained=True names the missing file and pretrained=False is unaffected.
+    "lgn_conv_s.cifar10_jpeg": _cfg(file=weights_file("lgn_conv_s.cifar10_jpeg")),
+    "lgn_conv_mnist_s.mnist": _mnist_cfg(file=weights_file("lgn_conv_mnist_s.mnist")),
     "lgn_conv_s.untrained": _cfg(),
     "lgn_conv_m.untrained": _cfg(),
     "lgn_conv_b.untrained": _cfg(),

@@ -220,11 +220,10 @@ def _cfg(**kwargs) -> Dict[str, Any]:
 
 
 default_cfgs = generate_default_cfgs({
-    # Shipped weights first, so pretrained=True picks them (command and accuracy: lgn_nas/pretrained/weights/*.json).
-    "lgn_dense_s.mnist": _cfg(file=weights_file("lgn_dense_s.mnist"),
-                              description="MNIST, softmax + 20x20 crop + 1-pixel shifts, 60 epochs"),
-    "lgn_dense_m.fashion_mnist": _cfg(file=weights_file("lgn_dense_m.fashion_mnist"),
-                                      description="Fashion-MNIST, hard_st, 3 thresholds, 12 epochs"),
+    # Shipped weights first, so pretrained=True picks them. No description: save_for_hf would copy it into
+    # every model exported from these cfgs; the command and accuracy are in lgn_nas/pretrained/weights/<tag>.json.
+    "lgn_dense_s.mnist": _cfg(file=weights_file("lgn_dense_s.mnist")),
+    "lgn_dense_m.fashion_mnist": _cfg(file=weights_file("lgn_dense_m.fashion_mnist")),
     "lgn_dense_s.untrained": _cfg(),
     "lgn_dense_m.untrained": _cfg(),
     "lgn_dense_l.untrained": _cfg(),

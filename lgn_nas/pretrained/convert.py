@@ -190,13 +190,16 @@ def _check_tag(tag: str, config: Dict[str, Any]) -> Any:
                               f"(add it to PRETRAINED_TAGS and to the model's default_cfgs first)")
     if model != config.get("model"):
         raise ConversionError(f"{tag} is a tag of {model}, but the run trained {config.get('model')}")
-    if config.get("dataset") not in PRETRAINED_TAGS[tag]:
+    try:
+        spec = _spec(config.get("dataset"))  # canonical name: "fashion-mnist" is fashion_mnist
+    except ValueError as error:
+        raise ConversionError(str(error)) from None
+    if spec.name not in PRETRAINED_TAGS[tag]:
         raise ConversionError(f"{tag} ships weights trained on {' or '.join(PRETRAINED_TAGS[tag])}, but the run "
                               f"used {config.get('dataset')!r}")
     cfg = timm.models.get_pretrained_cfg(tag)
     if cfg is None:
         raise ConversionError(f"{tag} is not in {model}'s default_cfgs")
-    spec = _spec(config["dataset"])
     if tuple(cfg.input_size) != tuple(spec.input_shape) or cfg.num_classes != spec.num_classes:
         raise ConversionError(f"{tag}'s pretrained cfg expects input {tuple(cfg.input_size)} and {cfg.num_classes} "
                               f"classes, the run's data set has {tuple(spec.input_shape)} and {spec.num_classes}")

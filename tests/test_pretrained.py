@@ -230,5 +230,5 @@ def test_shipped_weights_reproduce_their_recorded_discrete_test_accuracy(tag):
     scores = netlist.evaluate(images.numpy())  # the discrete circuit, on the whole test set
     correct = int((scores.argmax(axis=1) == y.numpy()).sum())
     assert correct / len(y) == record["test_acc_discrete"]
-    with torch.no_grad():  # and the eval model is that circuit, bit for bit
-        assert np.array_equal(model(images[:1000]).numpy(), scores[:1000])
+    with torch.no_grad():  # and the eval model is that circuit, bit for bit (on 500 images: lgn_dense_m is slow)
+        assert np.array_equal(model(images[:500]).numpy(), scores[:500])

@@ -25,7 +25,7 @@ from .relaxations import relax_bernoulli, relax_categorical
 
 __all__ = [
     "PARAMETRIZATIONS", "INITS", "list_parametrizations", "check_parametrization", "num_params",
-    "init_weight", "gate_coefficients", "gate_ids",
+    "init_weight", "gate_coefficients", "gate_ids", "logits_for_gate_ids",
 ]
 
 # Number of learned values per gate, by parametrisation name.
@@ -110,3 +110,25 @@ def gate_ids(weight: torch.Tensor, parametrization: str) -> torch.Tensor:
         bits = (weight > 0).long()
         return (bits[..., 0] << 3) | (bits[..., 1] << 2) | (bits[..., 2] << 1) | bits[..., 3]
     raise ValueError("unknown parametrization " + parametrization)
+
+
+def logits_for_gate_ids(ids: torch.Tensor, parametrization: str, *, logit: float,
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Weights (``(*ids.shape, num_params)``) whose ``gate_ids`` are ``ids``: the inverse of ``gate_ids``.
+
+    ``raw16``: ``logit`` on the kept gate, 0 on the other 15; ``truth_table``: ``+logit`` on the
+    truth-table entries that are 1, ``-logit`` on those that are 0. A large ``logit`` makes the
+    relaxed gate equal the discrete one (see ``lgn_nas.pretrained``).
+    """
+    check_parametrization(parametrization)
+    ids = torch.as_tensor(ids).long()
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= NUM_GATES):
+        raise ValueError(f"gate ids must lie in 0..{NUM_GATES - 1}, got {int(ids.min())}..{int(ids.max())}")
+    if not float(logit) > 0:
+        raise ValueError(f"logit must be > 0, got {logit!r}")
+    if parametrization == "raw16":
+        weight = torch.zeros(*ids.shape, NUM_GATES, dtype=dtype)
+        return weight.scatter_(-1, ids.unsqueeze(-1), float(logit))
+    shifts = torch.tensor([3, 2, 1, 0])  # entry 00 is the id's most significant bit (see gate_ids)
+    bits = (ids.unsqueeze(-1) >> shifts) & 1
+    return torch.where(bits.bool(), float(logit), -float(logit)).to(dtype)

@@ -30,6 +30,7 @@ from timm.models import generate_default_cfgs, register_model
 
 from ..groups import check_groups
 from ..layers import GroupSum, LogicDense, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
+from ..pretrained import checkpoint_filter_fn, pretrained_model_kwargs, weights_file
 from ._args import refuse_unused_drop
 from ._builder import build_lgn
 from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
@@ -350,10 +351,17 @@ class LogicTreeNet(nn.Module):
 
 
 def _create_lgn_conv(variant: str, pretrained: bool = False, **kwargs) -> LogicTreeNet:
+    """Build ``variant``: its ``VARIANT_ARGS``, then the pretrained weights' model kwargs, then ``kwargs``."""
+    kwargs, run_args = pretrained_model_kwargs(variant, pretrained, kwargs)
+    kwargs = _variant(variant, kwargs)
     out_indices = kwargs.pop("out_indices", None)
     stages = len(kwargs.get("channels", (0, 0, 0, 0)))
     feature_cfg = dict(flatten_sequential=True, out_indices=out_indices or tuple(range(stages)))
-    return build_lgn(LogicTreeNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
+    model = build_lgn(LogicTreeNet, variant, pretrained, feature_cfg=feature_cfg,
+                      pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
+    if run_args:  # so save_for_hf / get_model_args rebuild the weights' shape (create_model adds the caller's)
+        model._model_args = dict(run_args)
+    return model
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:
@@ -379,6 +387,10 @@ def _mnist_cfg(**kwargs) -> Dict[str, Any]:
 
 
 default_cfgs = generate_default_cfgs({
+    # Shipped weights first, so pretrained=True picks them (records: lgn_nas/pretrained/weights/<tag>.json);
+    # while a tag's file is absent, pretrained=True names the missing file and pretrained=False is unaffected.
+    "lgn_conv_s.cifar10_jpeg": _cfg(file=weights_file("lgn_conv_s.cifar10_jpeg")),
+    "lgn_conv_mnist_s.mnist": _mnist_cfg(file=weights_file("lgn_conv_mnist_s.mnist")),
     "lgn_conv_s.untrained": _cfg(),
     "lgn_conv_m.untrained": _cfg(),
     "lgn_conv_b.untrained": _cfg(),
@@ -423,46 +435,46 @@ def _variant(name: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
 @register_model
 def lgn_conv_s(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-S for CIFAR-10: k=32, 2 input bits, tau 20."""
-    return _create_lgn_conv("lgn_conv_s", pretrained, **_variant("lgn_conv_s", kwargs))
+    return _create_lgn_conv("lgn_conv_s", pretrained, **kwargs)
 
 
 @register_model
 def lgn_conv_m(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-M for CIFAR-10: k=256, tau 40."""
-    return _create_lgn_conv("lgn_conv_m", pretrained, **_variant("lgn_conv_m", kwargs))
+    return _create_lgn_conv("lgn_conv_m", pretrained, **kwargs)
 
 
 @register_model
 def lgn_conv_b(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-B for CIFAR-10: k=512, 31 thresholds per channel."""
-    return _create_lgn_conv("lgn_conv_b", pretrained, **_variant("lgn_conv_b", kwargs))
+    return _create_lgn_conv("lgn_conv_b", pretrained, **kwargs)
 
 
 @register_model
 def lgn_conv_l(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-L for CIFAR-10: k=1024, doubled dense head."""
-    return _create_lgn_conv("lgn_conv_l", pretrained, **_variant("lgn_conv_l", kwargs))
+    return _create_lgn_conv("lgn_conv_l", pretrained, **kwargs)
 
 
 @register_model
 def lgn_conv_g(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-G for CIFAR-10: k=2048, doubled dense head."""
-    return _create_lgn_conv("lgn_conv_g", pretrained, **_variant("lgn_conv_g", kwargs))
+    return _create_lgn_conv("lgn_conv_g", pretrained, **kwargs)
 
 
 @register_model
 def lgn_conv_mnist_s(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-S for MNIST: k=16, blocks 5x5 (no padding), 3x3, 3x3."""
-    return _create_lgn_conv("lgn_conv_mnist_s", pretrained, **_variant("lgn_conv_mnist_s", kwargs))
+    return _create_lgn_conv("lgn_conv_mnist_s", pretrained, **kwargs)
 
 
 @register_model
 def lgn_conv_mnist_m(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-M for MNIST: k=64."""
-    return _create_lgn_conv("lgn_conv_mnist_m", pretrained, **_variant("lgn_conv_mnist_m", kwargs))
+    return _create_lgn_conv("lgn_conv_mnist_m", pretrained, **kwargs)
 
 
 @register_model
 def lgn_conv_mnist_l(pretrained: bool = False, **kwargs) -> LogicTreeNet:
     """LogicTreeNet-L for MNIST: k=256, the next step up from M (the paper's MNIST L, 1.27M gates, does not state its k)."""
-    return _create_lgn_conv("lgn_conv_mnist_l", pretrained, **_variant("lgn_conv_mnist_l", kwargs))
+    return _create_lgn_conv("lgn_conv_mnist_l", pretrained, **kwargs)

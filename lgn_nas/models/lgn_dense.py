@@ -22,6 +22,7 @@ from timm.models._features import feature_take_indices
 
 from ..groups import check_groups
 from ..layers import GroupSum, LogicDense, Thermometer
+from ..pretrained import checkpoint_filter_fn, pretrained_model_kwargs, weights_file
 from ._args import refuse_unused_drop
 from ._builder import build_lgn
 from ._heads import check_global_pool, check_num_classes, move_like
@@ -264,7 +265,10 @@ class LogicDenseNet(nn.Module):
         return builder.build(ids, num_classes=self.num_classes, tau=self.group_tau, metadata=metadata)
 
 
-def _create_lgn_dense(variant: str, pretrained: bool = False, **kwargs) -> LogicDenseNet:
+def _create_lgn_dense(variant: str, pretrained: bool, model_args: Dict[str, Any], **kwargs) -> LogicDenseNet:
+    """Build ``variant``: its ``model_args``, then the pretrained weights' model kwargs, then ``kwargs``."""
+    kwargs, run_args = pretrained_model_kwargs(variant, pretrained, kwargs)
+    kwargs = dict(model_args, **kwargs)
     depth = kwargs.get("depth", 6)
     if kwargs.get("features_only", False) and isinstance(depth, int) and depth < 2:
         raise ValueError(
@@ -272,7 +276,11 @@ def _create_lgn_dense(variant: str, pretrained: bool = False, **kwargs) -> Logic
             f"needs depth >= 2 (or use forward_features)")
     hidden = depth - 1 if isinstance(depth, int) else 0
     feature_cfg = dict(feature_cls="getter", out_indices=tuple(range(hidden)))
-    return build_lgn(LogicDenseNet, variant, pretrained, feature_cfg=feature_cfg, **kwargs)
+    model = build_lgn(LogicDenseNet, variant, pretrained, feature_cfg=feature_cfg,
+                      pretrained_filter_fn=checkpoint_filter_fn, **kwargs)
+    if run_args:  # so save_for_hf / get_model_args rebuild the weights' shape (create_model adds the caller's)
+        model._model_args = dict(run_args)
+    return model
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:
@@ -294,6 +302,10 @@ def _cfg(**kwargs) -> Dict[str, Any]:
 
 
 default_cfgs = generate_default_cfgs({
+    # Shipped weights first, so pretrained=True picks them. No description: save_for_hf would copy it into
+    # every model exported from these cfgs; the command and accuracy are in lgn_nas/pretrained/weights/<tag>.json.
+    "lgn_dense_s.mnist": _cfg(file=weights_file("lgn_dense_s.mnist")),
+    "lgn_dense_m.fashion_mnist": _cfg(file=weights_file("lgn_dense_m.fashion_mnist")),
     "lgn_dense_s.untrained": _cfg(),
     "lgn_dense_m.untrained": _cfg(),
     "lgn_dense_l.untrained": _cfg(),
@@ -304,18 +316,18 @@ default_cfgs = generate_default_cfgs({
 def lgn_dense_s(pretrained: bool = False, **kwargs) -> LogicDenseNet:
     """Dense LGN, 6 x 8,000 gates (48K): the 2022 paper's small MNIST network."""
     model_args = dict(depth=6, width=8000, group_tau=10.0)
-    return _create_lgn_dense("lgn_dense_s", pretrained, **dict(model_args, **kwargs))
+    return _create_lgn_dense("lgn_dense_s", pretrained, model_args, **kwargs)
 
 
 @register_model
 def lgn_dense_m(pretrained: bool = False, **kwargs) -> LogicDenseNet:
     """Dense LGN, 6 x 64,000 gates (384K): the 2022 paper's large MNIST network."""
     model_args = dict(depth=6, width=64000, group_tau=30.0)
-    return _create_lgn_dense("lgn_dense_m", pretrained, **dict(model_args, **kwargs))
+    return _create_lgn_dense("lgn_dense_m", pretrained, model_args, **kwargs)
 
 
 @register_model
 def lgn_dense_l(pretrained: bool = False, **kwargs) -> LogicDenseNet:
     """Dense LGN, 5 x 256,000 gates (1.28M): the 2022 paper's CIFAR-10 L shape."""
     model_args = dict(depth=5, width=256000, group_tau=100.0)
-    return _create_lgn_dense("lgn_dense_l", pretrained, **dict(model_args, **kwargs))
+    return _create_lgn_dense("lgn_dense_l", pretrained, model_args, **kwargs)

@@ -142,6 +142,19 @@ def test_converter_keeps_a_typed_command_that_reproduces_the_run(tmp_path):
                     command=command.replace("--lr 0.02", "--lr 0.01"))
 
 
+def test_converter_reads_a_config_json_written_before_newer_fields_existed(tmp_path):
+    """A run begun by an older lgn-nas (config.json without fields added since, e.g. ``hflip``) and
+    resumed by a newer one is the same run: the missing fields count as their defaults."""
+    run = _fake_run(tmp_path / "run")
+    old = json.loads((run / "config.json").read_text())
+    del old["hflip"], old["random_crop_padding"]
+    atomic_write_json(run / "config.json", old)
+    assert convert_run(run, "lgn_dense_s.mnist", out_dir=tmp_path / "w")["config"]["hflip"] is False
+    atomic_write_json(run / "config.json", dict(old, hflip=True))  # a field that really differs
+    with pytest.raises(ConversionError, match="config.json differs from the checkpoint's config"):
+        convert_run(run, "lgn_dense_s.mnist", out_dir=tmp_path / "w2")
+
+
 def _unfinished(run: Path) -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     atomic_write_json(run / "metrics.json", dict(metrics, epochs=1))

@@ -158,7 +158,10 @@ def _check_run(run_dir: Path):
         raise ConversionError(f"cannot read {run_dir / 'checkpoint.safetensors'}: {error}") from None
     meta = checkpoint["meta"]
     config = meta.get("config") or {}
-    if _read_json(run_dir / "config.json") != config:
+    from ..train.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()  # fields added since a run began count as their defaults
+    if {**defaults, **_read_json(run_dir / "config.json")} != {**defaults, **config}:
         raise ConversionError(f"{run_dir}: config.json differs from the checkpoint's config (files of two runs?)")
     metrics = _read_json(run_dir / "metrics.json")
     if metrics.get("epochs") != meta.get("epoch"):

@@ -206,7 +206,7 @@ def test_constructor_arguments_are_json_and_round_trip_through_save_for_hf(tmp_p
                   group_tau=3.0, connectivity="unique")
     model = timm.create_model("lgn_dense_s", **kwargs).eval()
     json.dumps(kwargs)
-    timm.models.save_for_hf(model, str(tmp_path), model_args=kwargs)
+    timm.models.save_for_hf(model, str(tmp_path), model_args=kwargs, safe_serialization=True)
     loaded = timm.create_model(f"local-dir:{tmp_path}", pretrained=True).eval()
     x = _input(model)
     assert torch.equal(loaded(x), model(x))

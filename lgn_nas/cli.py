@@ -1,7 +1,8 @@
 """The ``lgn-nas`` command: ``train``, ``info`` and ``data`` subcommands.
 
 ``main(argv)`` returns the exit code: 0 on success, 2 for bad names or usage (unknown model or
-data set, output directory in the way), 1 when training fails (e.g. the loss became NaN).
+data set, output directory in the way, a malformed data or netlist file), 1 when training fails (e.g.
+the loss became NaN) or data is missing and cannot be fetched.
 """
 from __future__ import annotations
 
@@ -118,7 +119,9 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as error:
         print(f"lgn-nas train: training diverged: {error}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, DatasetFetchError, DatasetFormatError) as error:  # data missing, unfetchable, malformed
+    except DatasetFormatError as error:  # a malformed data file: bad input, named in the message
+        raise UsageError(str(error)) from error
+    except (FileNotFoundError, DatasetFetchError) as error:  # data missing or unfetchable
         print(f"lgn-nas train: {error}", file=sys.stderr)
         return 1
     except ValueError as error:  # refused before training: val_size, device, a --resume config mismatch, ...
@@ -233,13 +236,20 @@ def _load_or_build_netlist(source: str, model_kwargs: Dict[str, Any]):
 
     path = Path(source)
     if path.is_dir() and (path / "netlist.lgn").exists():
-        return load_netlist(path / "netlist.lgn")
+        path = path / "netlist.lgn"
     if path.is_file():
-        return load_netlist(path)
+        try:
+            return load_netlist(path)
+        except ValueError as error:  # truncated, not safetensors, newer version, edited, out of range: named
+            raise UsageError(str(error)) from None
     if source in _known_models():
         import timm
 
-        return discretize(timm.create_model(source, **model_kwargs).eval())
+        try:
+            model = timm.create_model(source, **model_kwargs)
+        except (ValueError, TypeError) as error:
+            raise UsageError(f"cannot build {source} with {model_kwargs}: {error}") from None
+        return discretize(model.eval())
     raise UsageError(f"{source!r} is neither a netlist file, a run directory with netlist.lgn, nor a known model "
                      f"({', '.join(_known_models())})")
 

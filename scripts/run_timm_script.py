@@ -2,7 +2,9 @@
 
 timm's scripts live in its repository (github.com/huggingface/pytorch-image-models), not in the wheel.
 This imports lgn_nas (from this checkout) and then runs the script as ``__main__`` with the remaining
-arguments, so ``--model lgn_conv_mnist_s`` resolves like any timm model:
+arguments, so ``--model lgn_conv_mnist_s`` resolves like any timm model. timm's scripts feed random
+normal tensors (benchmark.py, random erasing), so the models' [0, 1] input range check is turned off
+(``lgn_nas.inputs.set_range_check(False)``; NaN and infinity are still refused):
 
     python scripts/run_timm_script.py path/to/benchmark.py --model lgn_conv_mnist_s --device cpu
 """
@@ -23,6 +25,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     sys.path.insert(0, str(REPO))
     import lgn_nas  # noqa: F401  (registers the lgn* models)
+    from lgn_nas.inputs import set_range_check
+
+    set_range_check(False)
 
     script = Path(argv[0]).resolve()
     sys.path.insert(0, str(script.parent))  # the script's own imports, as `python script.py` would have

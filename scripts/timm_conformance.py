@@ -4,7 +4,9 @@ timm ships that file in its source distribution on PyPI, not in the wheel. The f
 sdist of the installed version with pip (``pip download --no-deps --no-binary :all: timm==VERSION``),
 keeps only ``tests/test_models.py`` in the cache (``$LGN_DATA_DIR/timm-tests/VERSION``, default
 ``~/.cache/lgn_nas``) and writes beside it a ``conftest.py`` that imports lgn_nas, so the models are
-registered before timm's file lists them, and a ``pytest.ini`` of its own. The file is run unmodified.
+registered before timm's file lists them, and a ``pytest.ini`` of its own. The file is run unmodified,
+with ``LGN_INPUT_RANGE_CHECK=0``: timm feeds ``torch.randn`` to every model, and the models otherwise
+refuse floats outside [0, 1] (``lgn_nas.inputs``).
 
     python scripts/timm_conformance.py                        # every lgn* model
     python scripts/timm_conformance.py --select lgn_dense_s -x  # a -k expression; the rest goes to pytest
@@ -87,6 +89,7 @@ def run_suite(select: str = "lgn", pytest_args: Sequence[str] = (), *, root: Opt
     directory = suite_dir(root)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    env["LGN_INPUT_RANGE_CHECK"] = "0"  # timm feeds torch.randn, outside the models' [0, 1] input range
     command = [sys.executable, "-m", "pytest", str(directory / "test_models.py"), "-c", str(directory / "pytest.ini"),
                "--rootdir", str(directory), "-p", "no:cacheprovider", "-k", select, *pytest_args]
     return subprocess.run(command, cwd=directory, env=env, capture_output=capture, text=True)

@@ -213,10 +213,10 @@ def test_cli_prints_one_line_without_traceback(tmp_path, capsys):
     path = tmp_path / "data" / TRAIN_BATCHES[0]
     path.write_bytes(path.read_bytes() + b"\x00")
     argv = ["train", "lgn_dense_s", "--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--no-progress"]
-    assert main([*argv, "--out", str(tmp_path / "run1")]) == 1
+    assert main([*argv, "--out", str(tmp_path / "run1")]) == 2  # a malformed file is bad input
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"lgn-nas train: {path}: {4 * RECORD + 1:,} bytes is not a positive whole number")
+    assert err.startswith(f"lgn-nas train: error: {path}: {4 * RECORD + 1:,} bytes is not a positive whole number")
     path.unlink()
     assert main([*argv, "--out", str(tmp_path / "run2")]) == 1
     err = capsys.readouterr().err

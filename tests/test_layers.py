@@ -205,7 +205,7 @@ def test_thermometer_uniform_and_distributive():
     assert bits[0, :3, 1, 1].tolist() == [1.0, 1.0, 1.0] and bits[0, :3, 0, 1].tolist() == [1.0, 0.0, 0.0]
     dist = Thermometer(1, in_channels=1, method="distributive").fit(torch.rand(1000, 1, 4, 4) ** 2)
     assert 0.2 < float(dist.thresholds) < 0.3  # median of u^2 is 0.25
-    with pytest.raises(ValueError, match=r"expects input of shape \(batch, 2, ...\), got \[1, 3, 2, 2\]"):
+    with pytest.raises(ValueError, match=r"input has shape \(1, 3, 2, 2\), expected \(B, 2, ...\) with B >= 1"):
         enc(torch.rand(1, 3, 2, 2))
     with pytest.raises(ValueError, match="unknown threshold method 'log'"):
         Thermometer(2, method="log")

@@ -108,8 +108,10 @@ def test_sigkilled_worker_trial_is_requeued_and_completed_by_the_next_run(tmp_pa
             except KeyError:
                 continue
             for trial in study.get_trials(deepcopy=False, states=(RUNNING,)):
-                # Its genome is complete (all parameters suggested): the worker is training it now.
-                if (trial.system_attrs.get(WORKER_ATTR) or {}).get("pid") == worker.pid and "genome" in trial.user_attrs:
+                # Every parameter is suggested (the genome, then the learning rate, the last one): the worker
+                # is training it now. Killed between the two, the trial would keep part of its parameters.
+                if ((trial.system_attrs.get(WORKER_ATTR) or {}).get("pid") == worker.pid
+                        and "genome" in trial.user_attrs and "lr" in trial.params):
                     victim = trial
         assert victim is not None, "the worker never started a trial"
         os.kill(worker.pid, signal.SIGKILL)  # a trial trains for seconds: it dies in the middle of this one

@@ -172,7 +172,7 @@ def test_tile_boundaries_and_threads(threads):
     x8 = rng.integers(0, 256, (4097,) + net.encoding.input_shape, dtype=np.uint8)
     for batch in (1, 511, 512, 513, 1536, 2559, 4097):
         assert np.array_equal(cn(x8[:batch]), net.evaluate(x8[:batch])), batch
-    xf = x8[:2600].astype(np.float32) / 255 + np.float32(1e-3)
+    xf = x8[:2600].astype(np.float32) / 256 + np.float32(1e-3)  # off the uint8 levels, inside [0, 1]
     assert np.array_equal(cn(xf), net.evaluate(xf))
 
 

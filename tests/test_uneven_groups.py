@@ -30,7 +30,8 @@ def _model(name):
 
 def _input(model, batch, seed=0):
     x = torch.rand(batch, *model.pretrained_cfg["input_size"], generator=torch.Generator().manual_seed(seed))
-    return x * torch.linspace(0.0, 3.0, batch)[:, None, None, None]  # brightness varies: so do the features
+    # brightness varies, so do the features; clamped to the [0, 1] input range
+    return (x * torch.linspace(0.0, 3.0, batch)[:, None, None, None]).clamp(max=1.0)
 
 
 def test_group_sizes_differ_by_at_most_one():

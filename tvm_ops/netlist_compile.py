@@ -20,6 +20,7 @@ import numpy as np
 from .build import set_num_threads
 from .build import resolve_target
 from .netlist_kernel import KERNEL_NAME, KernelShape, build_kernel
+from .inputs import InputError, check_domain, check_input
 from .netlist_plan import NetlistArrays, Plan, make_plan, netlist_arrays, uint8_cuts
 
 __all__ = ["CompiledNetlist", "compile_netlist", "load_compiled_netlist", "clear_kernel_cache"]
@@ -108,16 +109,20 @@ def _unb64(entry: dict) -> np.ndarray:
 class CompiledNetlist:
     """A netlist compiled for the CPU. Call it on raw inputs (B, *input_shape) to get float32 scores.
 
-    Inputs: numpy arrays or CPU torch tensors, uint8 (scaled by 1/255 as the reference encoder does)
-    or floating point (compared in float32). Outputs equal ``netlist.evaluate(x)`` bit for bit;
+    Inputs: numpy arrays or CPU torch tensors that meet the input contract of :mod:`tvm_ops.inputs`
+    (``input_domain`` "unit": uint8, scaled by 1/255 as the reference encoder does, or floats in
+    [0, 1]; "real": finite floats; floats are compared in float32), else an ``InputError``.
+    Outputs equal ``netlist.evaluate(x)`` bit for bit;
     :meth:`counts` equals ``netlist.evaluate_bits(netlist.encode(x))``. Calls are serialised by a
     lock (the scratch memory is shared); use ``threads`` for parallelism.
     """
 
     def __init__(self, *, plan: Plan, input_shape: tuple[int, ...], thresholds: np.ndarray, tau: float,
-                 tile_words: int, target: dict, threads: int, modules: dict, stats: dict) -> None:
+                 tile_words: int, target: dict, threads: int, modules: dict, stats: dict,
+                 input_domain: str = "unit") -> None:
         self.plan = plan
         self.input_shape = tuple(int(s) for s in input_shape)
+        self.input_domain = check_domain(input_domain)
         self.thresholds = np.ascontiguousarray(thresholds, dtype=np.float32)
         self.tau = float(tau)
         self.tile_words = int(tile_words)
@@ -188,20 +193,10 @@ class CompiledNetlist:
     def _prepare(self, x: Any) -> np.ndarray:
         if type(x).__module__.startswith("torch"):
             if x.device.type != "cpu":
-                raise ValueError(f"input is on device {x.device}, expected a CPU tensor")
+                raise InputError(f"input is on device {x.device}, expected a CPU tensor")
             x = x.detach().contiguous().numpy()
-        x = np.asarray(x)
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(
-                f"input has shape {tuple(x.shape)}, expected (B, {', '.join(map(str, self.input_shape))})"
-            )
-        if x.dtype == np.uint8:
-            pass
-        elif x.dtype.kind == "f":
-            x = x.astype(np.float32, copy=False)
-        else:
-            raise ValueError(f"input has dtype {x.dtype}, expected uint8 or a floating-point dtype")
-        return np.ascontiguousarray(x).reshape(x.shape[0], -1)
+        x = check_input(x, self.input_shape, domain=self.input_domain)
+        return x.reshape(x.shape[0], -1)
 
     def _scratch_for(self, threads: int):
         """Per-thread scratch for ``threads`` (<= self.threads) chunks: views of one allocation."""
@@ -283,6 +278,7 @@ class CompiledNetlist:
             "version": FORMAT_VERSION,
             "library_sha256": hashlib.sha256(data).hexdigest(),
             "input_shape": list(self.input_shape),
+            "input_domain": self.input_domain,
             "tau": self.tau,
             "tile_words": self.tile_words,
             "target": self.target,
@@ -364,6 +360,7 @@ def compile_netlist(netlist: Any, *, target: Optional[dict] = None, threads: Opt
     return CompiledNetlist(
         plan=plan, input_shape=arrays.input_shape, thresholds=arrays.thresholds, tau=arrays.tau,
         tile_words=words, target=target, threads=int(threads), modules={input_dtype: module}, stats=stats,
+        input_domain=arrays.input_domain,
     )
 
 
@@ -431,5 +428,5 @@ def load_compiled_netlist(path: Any, *, threads: Optional[int] = None) -> Compil
     return CompiledNetlist(
         plan=plan, input_shape=tuple(meta["input_shape"]), thresholds=_unb64(meta["thresholds"]),
         tau=meta["tau"], tile_words=meta["tile_words"], target=meta["target"], threads=threads,
-        modules=modules, stats=meta["stats"],
+        modules=modules, stats=meta["stats"], input_domain=meta.get("input_domain", "unit"),
     )

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .inputs import check_domain
+
 __all__ = [
     "OP_AND",
     "OP_ANDN",
@@ -129,7 +131,8 @@ class NetlistArrays:
 
     ``layers``: list of (gate uint8, in_a int64, in_b int64) with netlist node ids (inputs first);
     ``outputs``: node ids, class ``c`` owns ``outputs[c*k:(c+1)*k]``; ``thresholds``: float32 (C, T)
-    of the thermometer encoding of raw inputs of shape ``input_shape = (C, *spatial)``.
+    of the thermometer encoding of raw inputs of shape ``input_shape = (C, *spatial)``, in
+    ``input_domain`` (:mod:`tvm_ops.inputs`).
     """
 
     input_shape: tuple[int, ...]
@@ -139,6 +142,7 @@ class NetlistArrays:
     num_classes: int
     tau: float
     encoding_kind: str = "thermometer"
+    input_domain: str = "unit"
 
     @property
     def num_inputs(self) -> int:
@@ -156,6 +160,7 @@ class NetlistArrays:
         """Raise ValueError naming the first bad value (indices, order, gate ids, head, encoding)."""
         if self.encoding_kind != "thermometer":
             raise ValueError(f"encoding kind {self.encoding_kind!r} is not supported, expected 'thermometer'")
+        check_domain(self.input_domain)
         shape = self.input_shape
         if len(shape) < 1 or any(int(s) < 1 for s in shape):
             raise ValueError(f"input_shape {shape} is invalid, expected (C, *spatial) with sizes >= 1")
@@ -220,6 +225,7 @@ def netlist_arrays(netlist: Any) -> NetlistArrays:
             num_classes=int(netlist.num_classes),
             tau=float(netlist.tau),
             encoding_kind=str(enc.kind),
+            input_domain=str(enc.domain),
         )
     except AttributeError as exc:
         raise ValueError(

@@ -197,9 +197,9 @@ def load_dataset(
     except ValueError as error:  # the pickle and IDX readers' refusals, already naming the file
         raise DatasetFormatError(str(error)) from error
     if tuple(x_train.shape[1:]) != spec.input_shape or tuple(x_test.shape[1:]) != spec.input_shape:
-        raise DatasetFormatError(
-            f"{directory}: images are {x_train.shape[1:]} / {x_test.shape[1:]}, expected {spec.input_shape}"
-        )
+        shapes = ["x".join(map(str, x.shape[1:])) for x in (x_train, x_test)]
+        raise DatasetFormatError(f"{directory}: training images are {shapes[0]}, test images {shapes[1]}, expected "
+                                 f"{'x'.join(map(str, spec.input_shape))} each")
     n_train = x_train.shape[0]
     if not isinstance(val_size, (int, np.integer)) or not 0 <= val_size < n_train:
         raise ValueError(f"val_size must be an int in [0, {n_train}), got {val_size!r}")

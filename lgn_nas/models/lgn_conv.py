@@ -196,7 +196,7 @@ class LogicTreeNet(nn.Module):
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
         with torch.device(device) if device is not None else contextlib.nullcontext():
-            self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds)
+            self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds, img_size=self.img_size)
             height, width = self.img_size
             in_c = self.encoder.out_channels
             blocks = []

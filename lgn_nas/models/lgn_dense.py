@@ -108,7 +108,7 @@ class LogicDenseNet(nn.Module):
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
         with torch.device(device) if device is not None else contextlib.nullcontext():
-            self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds)
+            self.encoder = Thermometer(input_bits, in_channels=in_chans, method=thresholds, img_size=self.img_size)
             features = self.encoder.out_channels * self.img_size[0] * self.img_size[1]
             self.input_features = features
             self.input_crop = None if input_crop is None else list(_as_pair(input_crop))

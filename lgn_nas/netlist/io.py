@@ -15,7 +15,12 @@ name                dtype    shape        meaning
 and one safetensors metadata entry, ``lgn_netlist``, a JSON object::
 
     {"format": "lgn-netlist", "version": 1, "input_shape": [C, ...], "encoding_kind": "thermometer",
-     "num_inputs": N, "num_classes": M, "tau": 10.0, "num_layers": L, "metadata": {...}}
+     "input_domain": "unit", "num_inputs": N, "num_classes": M, "tau": 10.0, "num_layers": L,
+     "metadata": {...}}
+
+``input_domain`` (``"unit"`` or ``"real"``, see :mod:`lgn_nas.inputs`) is absent from files written
+before it existed; they read as ``"real"`` when their metadata marks a ``LogicBlock`` head (its
+``architecture`` is ``"LogicBlock"`` or it has an ``"input"`` note, as hybrids do), else ``"unit"``.
 
 The header also holds ``"sha256"``: a SHA-256 digest of every other header entry and of every
 tensor (dtype, shape and bytes), by name (``"input_shape"``, ``"tensor:layer.0.gate"``, ...). A
@@ -39,6 +44,7 @@ from typing import Any, Union
 import numpy as np
 
 from ..atomic import atomic_write_bytes
+from ..inputs import INPUT_DOMAINS
 from .ir import Encoding, Netlist, NetlistLayer
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "METADATA_KEY", "save_netlist", "load_netlist"]
@@ -56,6 +62,7 @@ def _header(netlist: Netlist) -> dict:
         "version": FORMAT_VERSION,
         "input_shape": list(netlist.encoding.input_shape),
         "encoding_kind": netlist.encoding.kind,
+        "input_domain": netlist.encoding.domain,
         "num_inputs": netlist.num_inputs,
         "num_classes": netlist.num_classes,
         "tau": netlist.tau,
@@ -176,6 +183,12 @@ def load_netlist(path: PathLike) -> Netlist:
     tau = _require(header, "tau", (int, float), path)
     num_layers = _require(header, "num_layers", (int,), path)
     metadata = _require(header, "metadata", (dict,), path)
+    if "input_domain" in header:
+        domain = _require(header, "input_domain", (str,), path)
+        if domain not in INPUT_DOMAINS:
+            raise ValueError(f"{str(path)!r}: header entry 'input_domain' = {domain!r}, expected one of {INPUT_DOMAINS}")
+    else:  # written before the entry existed
+        domain = "real" if metadata.get("architecture") == "LogicBlock" or "input" in metadata else "unit"
 
     expected = ["thresholds", "outputs"] + [
         f"layer.{i}.{part}" for i in range(num_layers) for part in ("gate", "in_a", "in_b")
@@ -185,7 +198,7 @@ def load_netlist(path: PathLike) -> Netlist:
         raise ValueError(f"{str(path)!r} lacks tensor {missing[0]!r} (header says num_layers = {num_layers})")
 
     try:
-        encoding = Encoding(kind, tuple(input_shape), tensors["thresholds"])
+        encoding = Encoding(kind, tuple(input_shape), tensors["thresholds"], domain)
     except ValueError as exc:
         raise ValueError(f"{str(path)!r}: header entry 'input_shape' = {json.dumps(input_shape)}: {exc}") from None
     if encoding.num_bits != num_inputs:  # before the wiring, which would blame layer 0 for an edited shape

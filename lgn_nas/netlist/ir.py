@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..gates import GATE_NAMES, NUM_GATES
+from ..inputs import check_domain, check_input
 
 __all__ = ["Encoding", "NetlistLayer", "Netlist", "ENCODING_KINDS"]
 
@@ -44,11 +45,15 @@ class Encoding:
     ``kind="thermometer"``: ``thresholds`` has shape (C, T) and bit ``(c, t, *spatial)`` is
     ``x[c, *spatial] > thresholds[c, t]`` compared in float32. Bits are ordered as the array
     (C, T, *spatial) flattened, so for 2-D inputs bit ``((c * T + t) * H + h) * W + w``.
+
+    ``domain``: what raw inputs may be (``lgn_nas.inputs``): ``"unit"`` (images: uint8 read as
+    ``x / 255``, or floats in [0, 1]) or ``"real"`` (finite floats, e.g. a ``LogicBlock``'s features).
     """
 
     kind: str
     input_shape: tuple[int, ...]
     thresholds: np.ndarray
+    domain: str = "unit"
 
     def __post_init__(self) -> None:
         try:
@@ -65,6 +70,7 @@ class Encoding:
         """Raise ValueError if kind, input_shape or thresholds are inconsistent."""
         if self.kind not in ENCODING_KINDS:
             raise ValueError(f"encoding kind {self.kind!r} is not supported, expected one of {ENCODING_KINDS}")
+        check_domain(self.domain)
         if len(self.input_shape) < 1 or any(s < 1 for s in self.input_shape):
             raise ValueError(
                 f"input_shape {self.input_shape} is invalid, expected (C, *spatial) with all sizes >= 1"
@@ -102,17 +108,12 @@ class Encoding:
     def encode(self, x: Any) -> np.ndarray:
         """Bool bits (B, num_bits) of raw inputs ``x`` (B, *input_shape).
 
-        Float inputs are compared in float32; uint8 inputs are first scaled to ``x / 255``.
+        ``x`` must meet the input contract of :mod:`lgn_nas.inputs` for this ``domain`` (else an
+        ``InputError``); uint8 inputs are scaled to ``x / 255``, floats compared in float32.
         """
-        x = np.asarray(x)
-        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(f"input has shape {x.shape}, expected (B, {', '.join(map(str, self.input_shape))})")
+        x = check_input(x, self.input_shape, domain=self.domain)
         if x.dtype == np.uint8:
             x = x.astype(np.float32) / np.float32(255.0)
-        elif x.dtype.kind in "fiub":
-            x = x.astype(np.float32, copy=False)
-        else:
-            raise ValueError(f"input has dtype {x.dtype}, expected a float or uint8 array")
         batch = x.shape[0]
         n_spatial = len(self.spatial_shape)
         thr = self.thresholds.reshape(self.thresholds.shape + (1,) * n_spatial)  # (C, T, 1, ...)
@@ -126,6 +127,7 @@ class Encoding:
             self.kind == other.kind
             and self.input_shape == other.input_shape
             and np.array_equal(self.thresholds, other.thresholds)
+            and self.domain == other.domain
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -96,14 +96,21 @@ def load_checkpoint(path: PathLike, *, device: Union[str, torch.device] = "cpu")
         raise FileNotFoundError(f"no checkpoint at {path}")
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path), device=str(device))
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own types for truncated or foreign files
+        raise ValueError(f"{path} is not a readable safetensors checkpoint (truncated, or another format such as "
+                         f"a pickle): {type(error).__name__}: {error}") from None
     if "lgn_nas" not in metadata:
         raise ValueError(f"{path} is not an lgn-nas training checkpoint (no 'lgn_nas' metadata)")
-    meta = json.loads(metadata["lgn_nas"])
+    try:
+        meta = json.loads(metadata["lgn_nas"])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: its 'lgn_nas' metadata is not valid JSON ({error})") from None
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: unsupported checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT}")
-    tensors = load_file(str(path), device=str(device))
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     optimizer_meta = meta.pop("optimizer")
     optimizer_state = None

@@ -175,7 +175,10 @@ def build_model(config: TrainConfig, *, num_classes: int, input_shape: Sequence[
         default_hw = None
     if default_hw is not None and default_hw != tuple(input_shape[1:]):
         kwargs.setdefault("img_size", list(input_shape[1:]))
-    return timm.create_model(config.model, **kwargs)
+    try:
+        return timm.create_model(config.model, **kwargs)
+    except TypeError as error:  # an unknown keyword in model_kwargs
+        raise ValueError(f"cannot build {config.model} with model_kwargs {config.model_kwargs}: {error}") from None
 
 
 def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[nn.Module, TrainConfig]:

@@ -16,7 +16,7 @@ from .storage import StorageError, mask_url, open_storage, scrub
 
 __all__ = ["SAMPLERS", "PRUNERS", "open_study", "make_sampler", "make_pruner", "pareto_trials", "best_trial",
            "pareto_table", "plot_pareto", "export_trial", "run_search", "finished_trials", "setting_differences",
-           "train_template"]
+           "train_template", "unsearched_training"]
 
 SAMPLERS = ("tpe", "nsga2", "nsga3", "random")
 PRUNERS = ("median", "sha", "hyperband", "none")
@@ -334,6 +334,25 @@ def train_template(space: str, *, dataset: str = "mnist", epochs: int = 1, data_
     return TrainConfig(dataset=dataset, data_root=data_root, epochs=epochs, device="cpu", **fields)
 
 
+def unsearched_training(bounds: Dict[str, Any], train: Dict[str, Any]) -> Dict[str, Any]:
+    """``bounds`` with the training options that ``train`` fixes taken out of the search (field by field).
+
+    A given ``temperature_end`` or ``weight_decay`` is not searched; a given ``temperature_schedule``
+    is the only schedule searched (``"constant"``: no anneal, so no end temperature either). Bounds
+    the caller set explicitly stay.
+    """
+    bounds = dict(bounds)
+    for field in ("temperature_end", "weight_decay"):
+        if field in train:
+            bounds.setdefault(field, None)
+    schedule = train.get("temperature_schedule")
+    if schedule == "constant":
+        bounds.setdefault("temperature_end", None)
+    elif schedule is not None:
+        bounds.setdefault("temperature_schedule", [schedule])
+    return bounds
+
+
 def run_search(
         *,
         space: str,
@@ -427,10 +446,7 @@ def run_search(
     bounds = dict(space_bounds or {})
     bounds.setdefault("num_classes", data.num_classes)
     bounds.setdefault("input_shape", tuple(data.input_shape))
-    for field in ("temperature_end", "weight_decay"):  # fixed by the caller: not searched
-        if field in given:
-            bounds.setdefault(field, None)
-    search_space = get_space(space, **bounds)
+    search_space = get_space(space, **unsearched_training(bounds, given))
     check_budgets(search_space, max_gates=max_gates, max_raw_gates=max_raw_gates)
     storage_obj = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                max_retry=max_retry)

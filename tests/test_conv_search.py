@@ -20,7 +20,7 @@ from lgn_nas.models.lgn_conv import VARIANT_ARGS, shape_gate_count  # noqa: E402
 from search_spaces import (  # noqa: E402
     GenomeError, Objective, build_model, get_space, make_pruner, raw_gate_count, receptive_field, run_search,
 )
-from search_spaces.study import train_template  # noqa: E402
+from search_spaces.study import train_template, unsearched_training  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -164,12 +164,14 @@ def test_a_genome_outside_the_bounds_is_refused_naming_the_bound():
     # An enqueued trial (Optuna only warns about out-of-range values) is refused before any training.
     study = optuna.create_study()
     study.enqueue_trial({"stages": 1, "channel_mode": "per_stage", "channels_0": 500})
-    with pytest.raises(GenomeError, match=r"channels' \(stage 0\): 500 is outside the space's bound channels=\[4, 24\]"):
+    with pytest.raises(GenomeError, match=r"channels' \(stage 0\): 500 is outside the space's bound channels=\[4, 24\]"), \
+            pytest.warns(UserWarning, match="channels_0 with value 500 is out of range"):
         space(study.ask())
     study.enqueue_trial({"relaxation": "softmax", "temperature_end": 5.0})
     trial = study.ask()
     genome = space(trial)
-    with pytest.raises(GenomeError, match=r"temperature_end 5.0 is outside the space's bound temperature_end=\[0.03, 0.3\]"):
+    with pytest.raises(GenomeError, match=r"temperature_end 5.0 is outside the space's bound temperature_end=\[0.03, 0.3\]"), \
+            pytest.warns(UserWarning, match="temperature_end with value 5.0 is out of range"):
         space.suggest_training(trial, genome, train_template("conv"))
 
 
@@ -192,6 +194,15 @@ def test_conv_trials_train_with_the_conv_recipe_field_by_field():
         ("cosine", "cosine", 1.0, "step")
     assert trial.user_attrs["train_overrides"] == {"lr": config.lr, "temperature_schedule": "cosine",
                                                    "temperature_end": config.temperature_end}
+    # A training option the caller fixes is not searched.
+    assert unsearched_training({}, {"temperature_end": 0.2, "weight_decay": 0.0}) == {"temperature_end": None,
+                                                                                       "weight_decay": None}
+    assert unsearched_training({}, {"temperature_schedule": "linear"}) == {"temperature_schedule": ["linear"]}
+    assert unsearched_training({}, {"temperature_schedule": "constant"}) == {"temperature_end": None}
+    assert unsearched_training({"temperature_end": [0.05, 0.2]}, {"temperature_schedule": "constant"}) == {
+        "temperature_end": [0.05, 0.2]}  # an explicit bound stays
+    linear = get_space("conv", **unsearched_training({}, {"temperature_schedule": "linear"}))
+    assert linear.suggest_training(study.ask(), {"relaxation": "softmax"}, template)["temperature_schedule"] == "linear"
 
 
 class _Data:

@@ -374,6 +374,8 @@ def add_search_subcommand(sub: Any) -> None:
 
     The search package is imported only when the command runs (it sits above lgn_nas).
     """
+    from .train.config import TEMPERATURE_SCHEDULES
+
     search = sub.add_parser("search", help="Optuna architecture search: Pareto table, plot and exported best model")
     search.add_argument("--space", required=True, help="search space: dense, conv or hybrid")
     search.add_argument("--dataset", default="mnist", help="mnist, fashion_mnist or cifar10 (default mnist)")
@@ -389,20 +391,41 @@ def add_search_subcommand(sub: Any) -> None:
     search.add_argument("--space-arg", nargs="*", default=[], metavar="KEY=VALUE",
                         help="search-space bounds as JSON, e.g. width=[200,2000] depth=[2,3] relaxation='[\"softmax\"]'")
     search.add_argument("--sampler", default="tpe", help="tpe, nsga2, nsga3 or random (default tpe)")
-    search.add_argument("--pruner", default="median", help="median, hyperband or none (single 'acc' objective)")
+    search.add_argument("--pruner", default="median",
+                        help="median, sha (successive halving), hyperband or none (single 'acc' objective; "
+                             "multi-objective studies prune by --prune-margin)")
+    search.add_argument("--reduction-factor", type=int, default=3, metavar="ETA",
+                        help="sha/hyperband: keep 1/ETA of the trials at each rung (default 3)")
     search.add_argument("--sampler-seed", type=int, default=None, help="seed the sampler (one worker only)")
     search.add_argument("--max-gates", type=int, default=None, help="budget on simplified gates (Optuna constraint)")
     search.add_argument("--max-raw-gates", type=int, default=None, help="prune genomes over this many gates before training")
     search.add_argument("--prune-margin", type=float, default=0.05,
                         help="multi-objective: prune a trial this far behind a no-bigger one at the same epoch (<0: off)")
-    search.add_argument("--prune-warmup", type=int, default=None, metavar="EPOCHS",
+    search.add_argument("--prune-warmup", "--min-epochs", dest="prune_warmup", type=int, default=None, metavar="EPOCHS",
                         help="epochs before any pruning (default: a tenth of --epochs)")
     search.add_argument("--batch-size", type=int, default=128)
     search.add_argument("--lr", type=float, default=None, help="fixed learning rate (default: searched in --lr-range)")
-    search.add_argument("--lr-range", type=float, nargs=2, default=[0.01, 0.1], metavar=("LOW", "HIGH"))
-    search.add_argument("--sched", default="cosine",
+    search.add_argument("--lr-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="searched learning rate, log-uniform (default 0.01 0.1; conv 0.03 0.3)")
+    # Training options: unset ones come from the space's model recipe (conv: lgn_nas.train.recipes.CONV_RECIPE).
+    search.add_argument("--opt", default=None, help="timm optimizer name (default adam)")
+    search.add_argument("--weight-decay", type=float, default=None,
+                        help="fixed weight decay (conv: or search it with --space-arg 'weight_decay=[LOW,HIGH]')")
+    search.add_argument("--decay-gate-logits", action="store_true", default=None,
+                        help="apply --weight-decay to the gate logits too")
+    search.add_argument("--warmup-epochs", type=int, default=None)
+    search.add_argument("--min-lr", type=float, default=None)
+    search.add_argument("--temperature-schedule", default=None, choices=TEMPERATURE_SCHEDULES,
+                        help="default constant; conv: cosine from 1.0 to a searched end (space bound temperature_end)")
+    search.add_argument("--temperature-start", type=float, default=None)
+    search.add_argument("--temperature-end", type=float, default=None, help="fixed end temperature (not searched)")
+    search.add_argument("--temperature-step", default=None, choices=("epoch", "step"))
+    search.add_argument("--random-crop-padding", type=int, default=None, metavar="PIXELS",
+                        help="pad-and-crop augmentation (the paper's CIFAR-10 one, e.g. 4)")
+    search.add_argument("--hflip", action="store_true", default=None, help="random horizontal flips (augmentation)")
+    search.add_argument("--sched", default=None,
                         help="timm scheduler of each trial's training (cosine, step, ... or none; default cosine)")
-    search.add_argument("--random-shift", type=int, default=0, metavar="PIXELS",
+    search.add_argument("--random-shift", type=int, default=None, metavar="PIXELS",
                         help="every trial translates its training images by up to PIXELS per axis (augmentation)")
     search.add_argument("--seed", type=int, default=0, help="training seed of every trial")
     search.add_argument("--val-size", type=int, default=5000, help="validation images (scored per epoch)")

@@ -1,11 +1,13 @@
 """Optuna architecture search for logic gate networks, from a laptop to many machines.
 
 - Spaces (define-by-run, ``space(trial) -> genome``): :func:`list_spaces`, :func:`get_space`
-  (``dense``, ``conv``, ``hybrid``), :func:`register_space`.
+  (``dense``, ``conv``, ``hybrid``), :func:`register_space`; searched training options
+  (:class:`TrainingSpace`: anneal end temperature, weight decay); :func:`receptive_field` of a conv genome.
 - Genomes (plain dicts ``{"model": <timm name>, **create_model kwargs}``): :func:`validate_genome`,
   :func:`build_model`, :func:`raw_gate_count`.
 - Objectives and profilers: :class:`Objective` (discrete accuracy, simplified gates, logic depth,
-  measured TVM latency; gate budgets as Optuna constraints; pruning), :func:`measure_latency`.
+  measured TVM latency; gate budgets as Optuna constraints, :func:`check_budgets`; pruning),
+  :func:`measure_latency`.
 - Studies: :func:`open_study` (create or resume; checks the objectives), :func:`run_search` (what
   ``lgn-nas search`` runs), :func:`pareto_table`, :func:`plot_pareto`, :func:`export_trial`.
 - Storage: :func:`open_storage` (journal file by default, PostgreSQL/MySQL/SQLite with heartbeats and
@@ -14,8 +16,11 @@
 Heavy imports (optuna's samplers, torch, TVM) happen inside the functions that need them.
 """
 from .genome import GenomeError, build_model, raw_gate_count, validate_genome
-from .objectives import OBJECTIVES, Objective, measure_latency, parse_objectives, train_genome
-from .spaces import BaseSpace, ConvSpace, DenseSpace, HybridSpace, get_space, list_spaces, register_space
+from .objectives import OBJECTIVES, Objective, check_budgets, measure_latency, parse_objectives, train_genome
+from .spaces import (
+    BaseSpace, ConvSpace, DenseSpace, HybridSpace, get_space, list_spaces, receptive_field, register_space, space_class,
+)
+from .training import TrainingSpace
 from .storage import DEFAULT_JOURNAL, StorageError, mask_url, open_storage
 from .study import (
     PRUNERS, SAMPLERS, best_trial, export_trial, make_pruner, make_sampler, open_study, pareto_table, pareto_trials,
@@ -23,7 +28,8 @@ from .study import (
 )
 
 __all__ = [
-    "list_spaces", "get_space", "register_space", "BaseSpace", "DenseSpace", "ConvSpace", "HybridSpace",
+    "list_spaces", "get_space", "register_space", "space_class", "BaseSpace", "DenseSpace", "ConvSpace", "HybridSpace",
+    "TrainingSpace", "receptive_field", "check_budgets",
     "GenomeError", "validate_genome", "build_model", "raw_gate_count",
     "OBJECTIVES", "parse_objectives", "Objective", "measure_latency", "train_genome",
     "DEFAULT_JOURNAL", "StorageError", "mask_url", "open_storage",

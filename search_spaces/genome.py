@@ -14,6 +14,9 @@ from typing import Any, Dict, Mapping
 
 __all__ = ["GenomeError", "validate_genome", "build_model", "raw_gate_count", "genome_model_kwargs"]
 
+# Keys whose values are a bool or a list of bools (the others refuse bools).
+_BOOL_KEYS = ("pool",)
+
 # Keyword arguments every LGN model family accepts, with the JSON type expected.
 _COMMON_KEYS: Dict[str, tuple] = {
     "num_classes": (int,), "in_chans": (int,), "img_size": (int, list), "input_bits": (int,),
@@ -25,7 +28,7 @@ _FAMILY_KEYS: Dict[str, Dict[str, tuple]] = {
     "LogicDenseNet": {"depth": (int,), "width": (int, list), "input_crop": (int, list, type(None))},
     "LogicTreeNet": {
         "channels": (list,), "kernel_size": (int, list), "padding": (int, list), "tree_depth": (int, list),
-        "channels_per_tree": (int,), "groups": (int, list), "head_widths": (list,),
+        "channels_per_tree": (int,), "groups": (int, list), "head_widths": (list,), "pool": (bool, list),
     },
     "HybridLGN": {
         "backbone": (str,), "feature_index": (int,), "head_widths": (list,), "backbone_kwargs": (dict, type(None)),
@@ -81,6 +84,11 @@ def validate_genome(genome: Mapping[str, Any], *, build: bool = True) -> Dict[st
             raise GenomeError(f"genome key {key!r} is not an argument of {genome['model']} ({family}); "
                               f"known: {', '.join(sorted(allowed))}")
         types = allowed[key]
+        if key in _BOOL_KEYS:
+            if not (isinstance(value, bool) or (isinstance(value, list) and all(isinstance(v, bool) for v in value))):
+                raise GenomeError(f"genome key {key!r}: expected a bool or a list of bools, got {value!r}")
+            clean[key] = value
+            continue
         if isinstance(value, bool) or not isinstance(value, types):
             expected = " or ".join(t.__name__ for t in types)
             raise GenomeError(f"genome key {key!r}: expected {expected}, got {value!r}")

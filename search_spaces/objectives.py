@@ -12,6 +12,12 @@ Objective names (``OBJECTIVES``, with their Optuna direction):
 Budgets are Optuna constraints (``trial.set_constraint``; feasible when <= 0): ``max_gates`` on the
 final simplified count. ``max_raw_gates`` is checked before training from the genome
 (:func:`~search_spaces.genome.raw_gate_count`); a trial over it is pruned at once.
+:func:`check_budgets` refuses, before a study starts, a budget no genome of the space can meet.
+
+Training options: each trial trains with the study's ``TrainConfig`` template (for a model with a
+recipe, such as the conv nets, the recipe is in it), the searched learning rate (``lr_range``) and the
+space's searched training options (``training``: e.g. the softmax anneal's end temperature, weight
+decay); the fields a trial changes are stored as its user attribute ``train_overrides``.
 
 Pruning: a single ``acc`` objective reports the per-epoch discrete validation accuracy
 (``trial.report``) to the study's pruner (median, Hyperband). Multi-objective studies cannot report,
@@ -39,7 +45,7 @@ import numpy as np
 from .genome import genome_model_kwargs, raw_gate_count, validate_genome
 
 __all__ = ["OBJECTIVES", "parse_objectives", "Objective", "TrialResult", "measure_latency", "netlist_inputs",
-           "train_genome", "tvm_available"]
+           "train_genome", "tvm_available", "check_budgets"]
 
 OBJECTIVES: Dict[str, str] = {"acc": "maximize", "gates": "minimize", "latency": "minimize", "depth": "minimize"}
 
@@ -155,6 +161,23 @@ def resolve_prune_warmup(warmup: Optional[int], epochs: int) -> int:
     return warmup
 
 
+def check_budgets(space: Any, *, max_gates: Optional[int] = None, max_raw_gates: Optional[int] = None) -> None:
+    """Refuse (``ValueError`` naming the bound) a gate budget that no genome of ``space`` can meet.
+
+    ``max_raw_gates`` below ``space.min_raw_gates()`` (the smallest genome's raw gates) would prune
+    every trial; ``max_gates`` (after simplification, which can remove every gate) must be >= 0.
+    """
+    for name, value in (("max_gates", max_gates), ("max_raw_gates", max_raw_gates)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"{name} must be an int >= 0 (gates), got {value!r}")
+    if max_raw_gates is not None:
+        floor = space.min_raw_gates()
+        if max_raw_gates < floor:
+            raise ValueError(f"max_raw_gates {max_raw_gates} is below the smallest genome of space "
+                             f"{getattr(space, 'name', space)!r} ({floor} raw gates): every trial would be pruned; "
+                             "raise --max-raw-gates or lower the space's bounds (channels, tree_depth, head_width, ...)")
+
+
 class Objective:
     """``objective(trial)``: genome from ``space``, train, score; returns one value per objective name.
 
@@ -166,7 +189,9 @@ class Objective:
     log-uniform, as trial parameter ``lr``; ``None``: the template's), ``trial_dir`` (where each trial's
     model (timm ``save_for_hf`` layout), netlist and metrics go; ``None``: nowhere), ``latency_threads``,
     ``heartbeat_interval`` (seconds between the trial heartbeats of :mod:`search_spaces.recovery`, for
-    storages without Optuna's own; ``None``: none, the worker's pid on this host is still recorded).
+    storages without Optuna's own; ``None``: none, the worker's pid on this host is still recorded),
+    ``training`` (``training(trial, genome, template) -> TrainConfig fields``, e.g. a space's
+    ``suggest_training``; ``None``: only the learning rate is searched).
     """
 
     def __init__(self, *, space: Callable[[Any], Dict[str, Any]], data: Any, train_config: Any,
@@ -174,7 +199,8 @@ class Objective:
                  max_raw_gates: Optional[int] = None, prune_below: Optional[float] = None,
                  prune_margin: Optional[float] = 0.05, trial_dir: Optional[Path] = None,
                  latency_threads: int = 1, lr_range: Optional[Tuple[float, float]] = None,
-                 prune_warmup: Optional[int] = None, heartbeat_interval: Optional[float] = None) -> None:
+                 prune_warmup: Optional[int] = None, heartbeat_interval: Optional[float] = None,
+                 training: Optional[Callable[[Any, Dict[str, Any], Any], Dict[str, Any]]] = None) -> None:
         self.space = space
         self.data = data
         self.train_config = train_config
@@ -191,6 +217,17 @@ class Objective:
         self.latency_threads = latency_threads
         self.lr_range = tuple(lr_range) if lr_range is not None else None
         self.heartbeat_interval = heartbeat_interval
+        self.training = training
+
+    def trial_config(self, trial: Any, genome: Dict[str, Any]) -> Any:
+        """The ``TrainConfig`` this trial trains with: the template, its searched lr and training options."""
+        overrides: Dict[str, Any] = {}
+        if self.lr_range is not None:  # a training hyperparameter, not part of the genome
+            overrides["lr"] = trial.suggest_float("lr", *self.lr_range, log=True)
+        if self.training is not None:
+            overrides.update(self.training(trial, genome, self.train_config))
+        trial.set_user_attr("train_overrides", overrides)
+        return self.train_config.replace(**overrides)
 
     # ----------------------------------------------------------------- pruning
     def _hopeless(self, trial: Any, epoch: int, acc: float, raw_gates: int) -> Optional[str]:
@@ -256,9 +293,7 @@ class Objective:
             trial.set_user_attr("pruned_reason", f"{raw} raw gates > max_raw_gates {self.max_raw_gates}")
             raise optuna.TrialPruned(f"{raw} raw gates > max_raw_gates {self.max_raw_gates}")
         curve: List[float] = []
-        config = self.train_config
-        if self.lr_range is not None:  # a training hyperparameter, not part of the genome
-            config = config.replace(lr=trial.suggest_float("lr", *self.lr_range, log=True))
+        config = self.trial_config(trial, genome)
         try:
             result = train_genome(genome, config, self.data, self._on_epoch(trial, raw, curve))
         except optuna.TrialPruned:

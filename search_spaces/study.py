@@ -9,14 +9,17 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .objectives import OBJECTIVES, Objective, parse_objectives, resolve_prune_warmup, save_trial, train_genome
+from .objectives import (
+    OBJECTIVES, Objective, check_budgets, parse_objectives, resolve_prune_warmup, save_trial, train_genome,
+)
 from .storage import StorageError, mask_url, open_storage, scrub
 
 __all__ = ["SAMPLERS", "PRUNERS", "open_study", "make_sampler", "make_pruner", "pareto_trials", "best_trial",
-           "pareto_table", "plot_pareto", "export_trial", "run_search", "finished_trials", "setting_differences"]
+           "pareto_table", "plot_pareto", "export_trial", "run_search", "finished_trials", "setting_differences",
+           "train_template", "unsearched_training"]
 
 SAMPLERS = ("tpe", "nsga2", "nsga3", "random")
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "sha", "hyperband", "none")
 
 
 def make_sampler(name: str, *, objectives: Sequence[str], seed: Optional[int] = None) -> Any:
@@ -36,18 +39,31 @@ def make_sampler(name: str, *, objectives: Sequence[str], seed: Optional[int] = 
     raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, *, epochs: int, warmup: Optional[int] = None) -> Any:
-    """``median``, ``hyperband`` (per-epoch discrete accuracy; single ``acc`` objective) or ``none``.
+def make_pruner(name: str, *, epochs: int, warmup: Optional[int] = None, reduction_factor: int = 3) -> Any:
+    """A pruner on the per-epoch discrete validation accuracy (single ``acc`` objective), or ``none``.
 
-    ``warmup``: epochs the median pruner waits (``None``: a tenth of ``epochs``, as the manual pruning
-    of multi-objective trials does).
+    - ``median``: stop a trial below the median of earlier trials at the same epoch, after ``warmup``.
+    - ``sha`` (successive halving) and ``hyperband`` (several successive-halving brackets): trials
+      start short and only the best ``1 / reduction_factor`` at each rung (epochs ``r``, ``r * eta``,
+      ``r * eta^2``, ...; ``r`` = the first rung, ``max(1, warmup)`` epochs) train on.
+
+    ``warmup``: epochs before any pruning (``None``: a tenth of ``epochs``, as the manual pruning of
+    multi-objective trials does).
     """
     import optuna
 
+    warmup = resolve_prune_warmup(warmup, epochs)
+    if name in ("sha", "hyperband") and (not isinstance(reduction_factor, int) or isinstance(reduction_factor, bool)
+                                         or reduction_factor < 2):
+        raise ValueError(f"reduction_factor must be an int >= 2 (successive halving keeps 1 / factor of the trials "
+                         f"at each rung), got {reduction_factor!r}")
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=resolve_prune_warmup(warmup, epochs))
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup)
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup), reduction_factor=reduction_factor)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs), reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource=max(1, epochs),
+                                              reduction_factor=reduction_factor)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {name!r}; known: {', '.join(PRUNERS)}")
@@ -187,7 +203,8 @@ def pareto_table(study: Any) -> str:
         rows.append([str(t.number), f"{a.get('val_acc_discrete', float('nan')) * 100:.2f}",
                      f"{a.get('test_acc_discrete', float('nan')) * 100:.2f}", str(a.get("gates", "")),
                      str(a.get("gates_raw", "")), str(a.get("logic_depth", "")),
-                     f"{latency:.1f}" if latency is not None else "-", _describe(a.get("genome", {}))])
+                     f"{latency:.1f}" if latency is not None else "-",
+                     " ".join(filter(None, (_describe(a.get("genome", {})), _describe(a.get("train_overrides") or {}))))])
     header = ["trial", "val acc %", "test acc %", "gates", "raw gates", "depth", "ns/img", "genome"]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = [f"Pareto front of study {study.study_name!r} ({', '.join(objectives)}): {len(rows)} trial(s)",
@@ -204,6 +221,8 @@ def _describe(genome: Dict[str, Any]) -> str:
     parts = []
     for key, value in genome.items():
         if key in skip:
+            continue
+        if value is None:
             continue
         if isinstance(value, float):
             value = f"{value:.3g}"
@@ -274,7 +293,8 @@ def export_trial(trial: Any, out_dir: Path, *, trials_dir: Optional[Path] = None
             raise FileNotFoundError(f"trial {trial.number} was trained elsewhere (no {source}); pass train_config and "
                                     "data to retrain it")
         genome = trial.user_attrs["genome"]
-        result = train_genome(genome, train_config.replace(lr=trial.params.get("lr", train_config.lr)), data)
+        overrides = trial.user_attrs.get("train_overrides", {"lr": trial.params.get("lr", train_config.lr)})
+        result = train_genome(genome, train_config.replace(**overrides), data)
         metrics = {k: v for k, v in result.items()}
         save_trial(tmp, genome, result.model, result.netlist, metrics)
     info = {"trial": trial.number, "values": list(trial.values), "study_metrics": {
@@ -294,6 +314,43 @@ def _remove_dominated_artifacts(study: Any, trials_dir: Optional[Path]) -> None:
     for trial in study.get_trials(deepcopy=False):
         if trial.state.is_finished() and trial.number not in keep:
             shutil.rmtree(trials_dir / f"trial_{trial.number:05d}", ignore_errors=True)
+
+
+def train_template(space: str, *, dataset: str = "mnist", epochs: int = 1, data_root: Optional[str] = None,
+                   train: Optional[Dict[str, Any]] = None) -> Any:
+    """The ``TrainConfig`` every trial of a ``space`` study starts from (before its searched options).
+
+    Layers, each overriding the one before: ``TrainConfig``'s defaults; the search's
+    (``scheduler="cosine"``, ``val_size=5000``); the recipe of the space's model
+    (``lgn_nas.train.recipes``; the conv space gets ``CONV_RECIPE``: lr 0.1, cosine, softmax
+    temperature cosine 1.0 -> 0.1 per step); then ``train``, field by field.
+    """
+    from lgn_nas.train import TrainConfig
+    from lgn_nas.train.recipes import get_recipe
+
+    from .spaces import space_class
+
+    fields = {"val_size": 5000, "scheduler": "cosine", **get_recipe(space_class(space).model), **dict(train or {})}
+    return TrainConfig(dataset=dataset, data_root=data_root, epochs=epochs, device="cpu", **fields)
+
+
+def unsearched_training(bounds: Dict[str, Any], train: Dict[str, Any]) -> Dict[str, Any]:
+    """``bounds`` with the training options that ``train`` fixes taken out of the search (field by field).
+
+    A given ``temperature_end`` or ``weight_decay`` is not searched; a given ``temperature_schedule``
+    is the only schedule searched (``"constant"``: no anneal, so no end temperature either). Bounds
+    the caller set explicitly stay.
+    """
+    bounds = dict(bounds)
+    for field in ("temperature_end", "weight_decay"):
+        if field in train:
+            bounds.setdefault(field, None)
+    schedule = train.get("temperature_schedule")
+    if schedule == "constant":
+        bounds.setdefault("temperature_end", None)
+    elif schedule is not None:
+        bounds.setdefault("temperature_schedule", [schedule])
+    return bounds
 
 
 def run_search(
@@ -316,7 +373,8 @@ def run_search(
         max_raw_gates: Optional[int] = None,
         prune_margin: Optional[float] = 0.05,
         prune_warmup: Optional[int] = None,
-        lr_range: Optional[Sequence[float]] = (0.01, 0.1),
+        reduction_factor: int = 3,
+        lr_range: Any = "auto",
         heartbeat_interval: int = 30,
         grace_period: Optional[int] = None,
         max_retry: Optional[int] = 3,
@@ -330,12 +388,19 @@ def run_search(
     Several workers may run this on one storage at once; together they stop at ``trials``. Returns
     the study. With ``out``: per-trial artifacts in ``out/trials``, ``out/pareto.png``,
     ``out/pareto.txt`` and the best trial exported to ``out/best``.
+
+    Training: ``TrainConfig`` defaults, then the search's (``scheduler="cosine"``, ``val_size=5000``),
+    then the space's model's recipe (``lgn_nas.train.recipes``: the conv recipe for ``conv``), then
+    ``train`` (every field given there wins, and a fixed ``temperature_end`` / ``weight_decay`` is not
+    searched); all of it is stored with the study. ``lr_range``: searched learning rate ("auto": the
+    space's ``default_lr_range``, or none when ``train`` fixes ``lr``; ``None``: the fixed ``train["lr"]``
+    or the recipe's).
     """
     import optuna
     import torch
 
     from lgn_nas.data import load_dataset
-    from lgn_nas.train import TrainConfig, TrainingDiverged
+    from lgn_nas.train import TrainingDiverged
 
     from .genome import GenomeError
     from .spaces import get_space
@@ -344,9 +409,19 @@ def run_search(
     if not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be a positive int, got {trials!r}")
     prune_warmup = resolve_prune_warmup(prune_warmup, epochs)  # refused before any storage is written
+    if pruner not in PRUNERS:
+        raise ValueError(f"unknown pruner {pruner!r}; known: {', '.join(PRUNERS)}")
+    make_pruner(pruner, epochs=epochs, warmup=prune_warmup, reduction_factor=reduction_factor)  # checks the factor
     if len(objectives) > 1 and pruner not in ("none", "median"):
         raise ValueError(f"pruner {pruner!r} needs a single 'acc' objective (multi-objective studies prune hopeless "
                          "trials by hand); use --pruner none")
+    from .spaces import space_class
+
+    space_cls = space_class(space)
+    if isinstance(lr_range, str):
+        if lr_range != "auto":
+            raise ValueError(f"lr_range must be LOW HIGH, None or 'auto', got {lr_range!r}")
+        lr_range = None if "lr" in (train or {}) else space_cls.default_lr_range
     if lr_range is not None:
         low_high = list(lr_range)
         if (len(low_high) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low_high)
@@ -356,9 +431,8 @@ def run_search(
     out = Path(out) if out is not None else None
     if out is not None and out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a directory")
-    train = dict(train or {})
-    train.setdefault("val_size", 5000)
-    train_config = TrainConfig(dataset=dataset, data_root=data_root, epochs=epochs, device="cpu", **train)
+    given = dict(train or {})
+    train_config = train_template(space, dataset=dataset, epochs=epochs, data_root=data_root, train=given)
     if max_retry is not None and (not isinstance(max_retry, int) or isinstance(max_retry, bool) or max_retry < 0):
         raise ValueError(f"max_retry must be an int >= 0 (re-runs of a dead worker's trial), got {max_retry!r}")
     if not isinstance(heartbeat_interval, int) or isinstance(heartbeat_interval, bool) or heartbeat_interval < 1:
@@ -372,7 +446,8 @@ def run_search(
     bounds = dict(space_bounds or {})
     bounds.setdefault("num_classes", data.num_classes)
     bounds.setdefault("input_shape", tuple(data.input_shape))
-    search_space = get_space(space, **bounds)
+    search_space = get_space(space, **unsearched_training(bounds, given))
+    check_budgets(search_space, max_gates=max_gates, max_raw_gates=max_raw_gates)
     storage_obj = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                max_retry=max_retry)
     study_name = study_name or f"{space}-{data.name}-{'-'.join(objectives)}"
@@ -383,7 +458,7 @@ def run_search(
     study = open_study(study_name=study_name, storage=storage_obj, storage_url=storage, objectives=objectives,
                        sampler=make_sampler(sampler, objectives=objectives, seed=sampler_seed),
                        pruner=make_pruner(pruner if len(objectives) == 1 else "none", epochs=epochs,
-                                          warmup=prune_warmup),
+                                          warmup=prune_warmup, reduction_factor=reduction_factor),
                        metadata=metadata)
     trials_dir = out / "trials" if out is not None else None
     if trials_dir is not None:
@@ -394,6 +469,7 @@ def run_search(
     objective = Objective(space=search_space, data=data, train_config=train_config, objectives=objectives,
                           max_gates=max_gates, max_raw_gates=max_raw_gates, prune_margin=prune_margin,
                           prune_warmup=prune_warmup, trial_dir=trials_dir, lr_range=lr_range,
+                          training=search_space.suggest_training,
                           heartbeat_interval=heartbeat_interval if own_heartbeat else None)
 
     def requeued() -> int:

@@ -151,3 +151,48 @@ def test_wrong_password_is_a_clear_error_without_the_password(postgres_url, tmp_
     assert result.returncode == 2
     assert "wrong-pw-123" not in result.stdout + result.stderr
     assert "cannot open storage postgresql://lgn:***@127.0.0.1" in result.stderr
+
+
+@pytest.mark.slow  # about a minute on 2 cores
+def test_conv_study_runs_unchanged_with_two_workers(postgres_url, tmp_path):
+    """The conv study (one objective, successive halving) with two local workers on one PostgreSQL study."""
+    import optuna
+
+    from search_spaces import open_storage
+
+    trials = 10  # enough that the first worker is still busy when the second has started
+    command = [sys.executable, "-m", "lgn_nas.cli", "search", "--space", "conv", "--dataset", "mnist",
+               "--objectives", "acc", "--pruner", "sha", "--prune-warmup", "1", "--max-raw-gates", "60000",
+               "--trials", str(trials), "--epochs", "2", "--storage", postgres_url, "--study", "conv-two-workers",
+               "--space-arg", "stages=[1,2]", "channels=[4,12]", "head_width=[20,200]", "relaxation=[\"softmax\"]",
+               "--limit-train", "1280", "--val-size", "300", "--limit-test", "300", "--no-progress", "--no-export"]
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))))
+    first = subprocess.Popen(command + ["--out", str(tmp_path / "a")], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    storage = open_storage(postgres_url)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # one process creates the study and its tables, then the second joins
+        try:
+            optuna.load_study(study_name="conv-two-workers", storage=storage)
+            break
+        except KeyError:
+            assert first.poll() is None, first.communicate()[0]
+            time.sleep(0.2)
+    second = subprocess.Popen(command + ["--out", str(tmp_path / "b")], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        outputs = [p.communicate(timeout=400)[0] for p in (first, second)]
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.kill()
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    study = optuna.load_study(study_name="conv-two-workers", storage=storage)
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert trials <= len(finished) <= trials + 1  # together they stop at --trials (each may finish the one it runs)
+    workers = {t.user_attrs["worker"].rsplit(":", 1)[1] for t in finished}
+    assert workers == {str(first.pid), str(second.pid)}  # both trained trials of the one study
+    assert study.user_attrs["train"]["temperature_schedule"] == "cosine"  # the conv recipe, stored once
+    assert all("train_overrides" in t.user_attrs for t in finished if "max_raw_gates" not in
+               t.user_attrs.get("pruned_reason", ""))

@@ -50,6 +50,14 @@ def _per_stage(name: str, value: Union[int, Sequence[int]], stages: int) -> List
     return values
 
 
+def _per_stage_pool(value: Union[bool, Sequence[bool]], stages: int) -> List[bool]:
+    """``pool`` as one bool per stage (a bare bool applies to every stage)."""
+    values = [value] * stages if isinstance(value, bool) else list(value) if isinstance(value, (list, tuple)) else None
+    if values is None or len(values) != stages or any(not isinstance(v, bool) for v in values):
+        raise ValueError(f"pool must be a bool or a list of {stages} bools (one per stage), got {value!r}")
+    return values
+
+
 def _non_pass_through(gate_ids: torch.Tensor) -> int:
     """How many of these discrete gates are not pass-through wires ('A' or 'B')."""
     return int((~torch.isin(gate_ids, torch.tensor(PASS_THROUGH_GATES, device=gate_ids.device))).sum())
@@ -58,11 +66,11 @@ def _non_pass_through(gate_ids: torch.Tensor) -> int:
 def shape_gate_count(*, channels: Sequence[int], kernel_size: Union[int, Sequence[int]] = 3,
                      padding: Union[int, Sequence[int]] = 1, tree_depth: Union[int, Sequence[int]] = 3,
                      head_widths: Sequence[int] = (), img_size: Union[int, Sequence[int]] = 32,
-                     **_other: Any) -> Dict[str, int]:
+                     pool: Union[bool, Sequence[bool]] = True, **_other: Any) -> Dict[str, int]:
     """The physical gate count of ``LogicTreeNet(**kwargs)`` from its arguments, without building it.
 
     Same parts as ``LogicTreeNet.gate_count()`` (``trees``, ``or_pools``, ``dense``, ``total``; 2x2 OR
-    pools, stride-1 trees); other constructor arguments are accepted and ignored. The paper-convention
+    pools after the stages ``pool`` marks, stride-1 trees); other constructor arguments are accepted and ignored. The paper-convention
     count needs the trained gates, so it is not here.
     """
     channels = list(channels)
@@ -70,13 +78,15 @@ def shape_gate_count(*, channels: Sequence[int], kernel_size: Union[int, Sequenc
     kernels = _per_stage("kernel_size", kernel_size, stages)
     paddings = _per_stage("padding", padding, stages)
     depths = _per_stage("tree_depth", tree_depth, stages)
+    pooled = _per_stage_pool(pool, stages)
     height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     trees = pools = 0
-    for out_c, k, p, d in zip(channels, kernels, paddings, depths):
+    for out_c, k, p, d, po in zip(channels, kernels, paddings, depths, pooled):
         height, width = height + 2 * p - k + 1, width + 2 * p - k + 1
         trees += out_c * (2 ** d - 1) * height * width
-        height, width = height // 2, width // 2
-        pools += out_c * 3 * height * width
+        if po:
+            height, width = height // 2, width // 2
+            pools += out_c * 3 * height * width
     dense = sum(head_widths)
     return {"trees": trees, "or_pools": pools, "dense": dense, "total": trees + pools + dense}
 
@@ -135,6 +145,11 @@ class LogicHead(nn.Module):
 class LogicTreeNet(nn.Module):
     """Thermometer -> stages of (LogicTreeConv2d, OrPool2d) -> LogicHead.
 
+    ``pool`` (a bool, or one per stage) places the 2x2 OR pools: a pooled stage is a
+    ``LogicTreeConvPool2d`` (the fused tree + pool op where a backend has it), an unpooled one a
+    ``nn.Sequential`` holding only its ``LogicTreeConv2d`` (same state-dict keys, ``stages.i.0.*``),
+    whose map keeps its size for the next stage.
+
     All constructor arguments are plain JSON values (ints, floats, strings, lists), besides timm's
     ``device``/``dtype``. timm's feature API: ``forward_features`` returns the last map
     ``(B, num_features, *pool_size)``, ``forward_head(pre_logits=True)`` the bits the classifier reads
@@ -154,6 +169,7 @@ class LogicTreeNet(nn.Module):
             tree_depth: Union[int, Sequence[int]] = 3,
             channels_per_tree: int = 2,
             groups: Union[int, Sequence[int]] = 1,
+            pool: Union[bool, Sequence[bool]] = True,
             head_widths: Sequence[int] = (40960, 20480, 10240),
             input_bits: int = 2,
             thresholds: str = "uniform",
@@ -183,6 +199,7 @@ class LogicTreeNet(nn.Module):
         paddings = _per_stage("padding", padding, stages)
         depths = _per_stage("tree_depth", tree_depth, stages)
         group_counts = _per_stage("groups", groups, stages)
+        pooled = _per_stage_pool(pool, stages)
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(int(s) for s in img_size)
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -213,12 +230,15 @@ class LogicTreeNet(nn.Module):
                         f"stage {i}: kernel_size={kernel_sizes[i]} is larger than its input {height}x{width} "
                         f"(padding {paddings[i]}); img_size={list(self.img_size)} is too small for {stages} stages")
                 height, width = conv.output_size(height, width)
-                pool = OrPool2d(2)
-                if min(height, width) < 2:
-                    raise ValueError(f"stage {i}: the OR pool needs a map of at least 2x2, got {height}x{width}; "
-                                     f"img_size={list(self.img_size)} is too small for {stages} stages")
-                height, width = pool.output_size(height, width)
-                blocks.append(LogicTreeConvPool2d(conv, pool))  # fused tree + OR pool where a backend has it
+                if pooled[i]:
+                    or_pool = OrPool2d(2)
+                    if min(height, width) < 2:
+                        raise ValueError(f"stage {i}: the OR pool needs a map of at least 2x2, got {height}x{width}; "
+                                         f"img_size={list(self.img_size)} is too small for {stages} stages")
+                    height, width = or_pool.output_size(height, width)
+                    blocks.append(LogicTreeConvPool2d(conv, or_pool))  # fused tree + OR pool where a backend has it
+                else:
+                    blocks.append(nn.Sequential(conv))  # the tree conv alone (its own, unfused op)
                 self.feature_info.append(
                     dict(num_chs=out_c, reduction=self.img_size[0] // height, module=f"stages.{i}"))
                 in_c = out_c
@@ -314,13 +334,15 @@ class LogicTreeNet(nn.Module):
         height, width = self.img_size
         trees = pools = paper_trees = 0
         for stage in self.stages:
-            conv, pool = stage[0], stage[1]
+            conv = stage[0]
             height, width = conv.output_size(height, width)
             positions = height * width
             trees += conv.out_channels * (conv.num_leaves - 1) * positions
             paper_trees += _non_pass_through(conv.gate_ids()) * positions
-            height, width = pool.output_size(height, width)
-            pools += conv.out_channels * (pool.kernel_size ** 2 - 1) * height * width
+            if len(stage) > 1:  # an OR pool follows
+                pool = stage[1]
+                height, width = pool.output_size(height, width)
+                pools += conv.out_channels * (pool.kernel_size ** 2 - 1) * height * width
         dense = paper_dense = 0
         if isinstance(self.head, LogicHead):
             layers = [m for m in (*self.head.hidden, self.head.classifier) if isinstance(m, LogicDense)]

@@ -51,9 +51,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lgn_nas.netlist import Encoding, NetlistBuilder  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent))  # benchmark this checkout, not an installed copy
+
+from lgn_nas.netlist import Encoding, NetlistBuilder  # noqa: E402
 PEERS = ("difflogic", "torchlogix")
 
 

@@ -301,7 +301,7 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
                 if got is not None and not np.array_equal(np.asarray(got["counts"]), reference):
                     peer.fail("disagrees with Netlist.evaluate_bits on the first 1,024 images")
             if peer.proc is None:
-                notes.append(peer.note)
+                notes.append("skipped " + peer.note)
                 print("  skipped:", peer.note, flush=True)
                 continue
             info = peer.info
@@ -338,9 +338,16 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
             for peer in list(peers):
                 if batch > args.peer_max_batch:
                     continue
+                done = rows[peer.label]["rate"]
+                if done and batch not in done and batch / max(done.values()) > args.peer_call_limit:
+                    if not rows[peer.label].get("capped"):
+                        rows[peer.label]["capped"] = batch
+                        notes.append(f"{peer.label}: batches from {batch} not run (one call would take "
+                                     f"about {batch / max(done.values()):.0f} s; --peer-call-limit)")
+                    continue
                 got = peer.ask(cmd="time", batch=batch, seconds=args.seconds)
                 if got is None:
-                    notes.append(peer.note)
+                    notes.append("stopped " + peer.note)
                     peers.remove(peer)
                     continue
                 rate = batch / got["best"]
@@ -375,7 +382,7 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
         if row.get("note"):
             print(f"note: {label}: {row['note']}")
     for note in notes:
-        print(f"note: skipped {note}")
+        print(f"note: {note}")
 
 
 def main(argv=None) -> None:
@@ -389,6 +396,8 @@ def main(argv=None) -> None:
     parser.add_argument("--peers", default=",".join(PEERS), help="peers to run, '' for none")
     parser.add_argument("--peer-opt", type=int, default=1, help="gcc -O level of the peers' builds")
     parser.add_argument("--peer-max-batch", type=int, default=1 << 20)
+    parser.add_argument("--peer-call-limit", type=float, default=4.0,
+                        help="skip a peer's larger batches once one call would take longer (seconds)")
     parser.add_argument("--peer-timeout", type=float, default=7200, help="seconds a peer may take to build")
     parser.add_argument("--peers-dir", default=os.environ.get("LGN_PEERS_DIR",
                                                               str(Path.home() / ".cache/lgn_nas/peers")))

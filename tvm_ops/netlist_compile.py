@@ -19,13 +19,13 @@ import numpy as np
 
 from .build import set_num_threads
 from .build import resolve_target
-from .netlist_kernel import KERNEL_NAME, KernelShape, build_kernel
+from .netlist_kernel import KERNEL_NAME, KernelShape, build_kernel, encode_scratch_bytes
 from .inputs import InputError, check_domain, check_input
 from .netlist_plan import NetlistArrays, Plan, make_plan, netlist_arrays, uint8_cuts
 
 __all__ = ["CompiledNetlist", "compile_netlist", "load_compiled_netlist", "clear_kernel_cache"]
 
-FORMAT_VERSION = 2  # 2: the kernel reads slot * tile_words offsets
+FORMAT_VERSION = 3  # 2: the kernel reads slot * tile_words offsets; 3: encode scratch per thread grew
 _INPUT_DTYPES = ("uint8", "float32")
 _KERNEL_CACHE: dict[tuple, Any] = {}
 _CACHE_LOCK = threading.Lock()
@@ -144,6 +144,7 @@ class CompiledNetlist:
         self._hslot = _aligned((plan.head_slots.reshape(-1).astype(np.int64) * self.tile_words).astype(np.int32))
         self._hmask = _aligned(np.where(plan.head_neg.reshape(-1) == 1, _ALL_ONES, np.uint64(0)).astype(np.uint64))
         self._scratch: Optional[tuple[Any, Any]] = None
+        self._encode_bytes = encode_scratch_bytes(self.kernel_shape("uint8"))
         self._tau32 = np.float32(self.tau)
 
     # ------------------------------------------------------------------ properties
@@ -200,7 +201,7 @@ class CompiledNetlist:
 
     def _scratch_for(self, threads: int):
         """Per-thread scratch for ``threads`` (<= self.threads) chunks: views of one allocation."""
-        slot_words, byte_words = self.plan.num_slots * self.tile_words, 8 * self.plan.num_inputs
+        slot_words, byte_words = self.plan.num_slots * self.tile_words, self._encode_bytes
         if self._scratch is None:
             n = max(self.threads, threads)
             self._scratch = (_aligned(np.zeros(n * slot_words, dtype=np.uint64)),
@@ -226,7 +227,7 @@ class CompiledNetlist:
                 set_num_threads(threads)
                 func(x[:full], *common, act, byt, out[:full], self._tau32)
             if full < batch:
-                act1, byt1 = act[: self.plan.num_slots * self.tile_words], byt[: 8 * self.plan.num_inputs]
+                act1, byt1 = act[: self.plan.num_slots * self.tile_words], byt[: self._encode_bytes]
                 pad = np.zeros((tile, x.shape[1]), dtype=x.dtype)
                 pad[: batch - full] = x[full:]
                 tail = np.empty((tile, self.num_classes), dtype=np.float32)

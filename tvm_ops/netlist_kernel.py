@@ -59,6 +59,140 @@ class KernelShape:
         return tuple(asdict(self).values())
 
 
+def encode_scratch_bytes(shape: "KernelShape") -> int:
+    """Bytes of encode scratch per thread, the same for both input dtypes (the scratch is shared):
+    the byte stage of the float32 encoder (8 per input) or the sample-major bit masks of the uint8
+    encoder (one 64-bit mask per sample, 64 positions and threshold: ``tile_samples`` x 8 bytes per
+    block of 64 positions)."""
+    blocks = shape.channels * shape.thresholds_per_channel * -(-shape.spatial // 64)
+    return max(8 * shape.num_inputs, blocks * shape.tile_samples * 8)
+
+
+_TRANSPOSE_MASKS = {32: 0x00000000FFFFFFFF, 16: 0x0000FFFF0000FFFF, 8: 0x00FF00FF00FF00FF,
+                    4: 0x0F0F0F0F0F0F0F0F, 2: 0x3333333333333333, 1: 0x5555555555555555}
+
+
+def _mask_encode(emit, shape: KernelShape, name: str, scratch_bytes: int, prefetch: bool,
+                 prefetch_hint: int) -> None:
+    """The uint8 encoder: compare masks, then a bit-matrix transpose, all in vector registers.
+
+    1. Per sample and block of 64 positions of one channel and threshold, one compare of 64 bytes
+       gives a 64-bit mask (``vpcmpub`` to a mask register and ``kmovq`` to memory on AVX-512; TIR:
+       a ``uint1x64`` reinterpreted as ``uint64``). The masks are stored sample-major,
+       ``m[(block * 64 + s % 64) * W + s // 64]``: row ``k`` of a block holds, in its W lanes, the
+       masks of samples ``k, 64 + k, ...``, i.e. W independent 64 x 64 bit matrices side by side.
+    2. Per block, the six swap stages of the recursive 64 x 64 bit transpose (Hacker's Delight 7-3)
+       run on whole rows (``uint64 x W`` vectors), so the W matrices are transposed at once: stages
+       32, 16, 8 on the row sets ``r + 8q`` (eight rows in registers, back to the scratch), stages 4,
+       2, 1 on the rows ``8g .. 8g + 7``, whose results are then the input slots' rows themselves
+       (position ``p``: its W words over the tile's samples), stored as one vector each.
+
+    About 2 instructions per 64 input bits in step 1 and 5 per pair of rows and stage in step 2.
+    """
+    C, TH, HW = shape.channels, shape.thresholds_per_channel, shape.spatial
+    D, W, TILE = shape.row_length, shape.tile_words, shape.tile_samples
+    CT = C * TH
+    nblk = -(-HW // 64)
+    full, tail = HW // 64, HW % 64
+    rows_lines = -(-D // 64)
+
+    def rows(start: str) -> str:
+        return f"T.Ramp({start}, 1, {W})" if W > 1 else start
+
+    def bc(value: str) -> str:
+        return f"T.Broadcast({value}, {W})" if W > 1 else value
+
+    emit(1, "@T.prim_func(private=True)")
+    emit(1, f'def {name}_encode(x_ptr: T.handle("uint8"), encp_ptr: T.handle("uint8"), '
+            'enb_ptr: T.handle("uint8"), act_ptr: T.handle("uint64"), byt_ptr: T.handle("uint8"), '
+            "nslot: T.int32, has_next: T.int32):")
+    emit(2, f'x = T.decl_buffer(({2 * TILE * D},), "uint8", data=x_ptr, align=1)')
+    emit(2, f'encp = T.decl_buffer(({CT},), "uint8", data=encp_ptr, align=1)')
+    emit(2, f'enb = T.decl_buffer(({CT},), "uint8", data=enb_ptr, align=1)')
+    emit(2, f'act = T.decl_buffer((nslot * {W},), "uint64", data=act_ptr, align=8)')
+    emit(2, f'm = T.decl_buffer(({scratch_bytes // 8},), "uint64", data=byt_ptr, align=64)')
+    emit(2, f"for v in T.vectorized({W}):")
+    emit(3, "act[v] = T.uint64(0)")
+    # Blocks are done G at a time (a group of one channel-threshold), so that a group's masks (G x 64
+    # lines, 16 KB) stay in the L1 cache between the two steps; the tile's input is read once per group.
+    G = min(4, nblk)
+    NG = -(-nblk // G)
+
+    def cmp(lanes: int, start: str) -> str:
+        if lanes == 1:
+            return f"T.Cast(\"uint64\", x[{start}] >= cut)"
+        return (f'T.Cast("uint64", T.reinterpret("uint{lanes}", T.Cast("uint1x{lanes}", '
+                f'x[T.Ramp({start}, 1, {lanes})] >= T.Broadcast(cut, {lanes}))))')
+
+    emit(2, f"for ct, bg in T.grid({CT}, {NG}):")
+    emit(3, "cut: T.let = encp[ct]")
+    # ---- 1. masks of the group, one sample row after another
+    emit(3, f"for s in range({TILE}):")
+    if prefetch:
+        emit(4, "if has_next == 1 and ct == 0 and bg == 0:")
+        emit(5, f"for li in range({rows_lines}):")
+        emit(6, f'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", '
+                f'T.address_of(x[(s + {TILE}) * {D} + li * 64]), 0, {prefetch_hint}, 1))')
+    row = f"s * {D} + (ct // {TH}) * {HW}"
+    for bi in range(G):
+        dest = f"m[({bi * 64} + s % 64) * {W} + s // 64]"
+        if full:
+            emit(4, f"if bg * {G} + {bi} < {full}:")
+            emit(5, f"{dest} = {cmp(64, f'{row} + (bg * {G} + {bi}) * 64')}")
+        if tail:  # pieces of 32, 16, 8 lanes, then single lanes
+            terms, off = [], 0
+            for lanes in (32, 16, 8, 4, 2, 1):
+                while tail - off >= lanes and (lanes >= 8 or lanes == 1):
+                    expr = cmp(lanes, f"{row} + {full * 64 + off}")
+                    terms.append(f"({expr} << T.uint64({off}))" if off else expr)
+                    off += lanes
+            emit(4, f"if bg * {G} + {bi} == {full}:")
+            emit(5, f"{dest} = " + " | ".join(terms))
+    # ---- 2. transpose each block of the group: W 64 x 64 bit matrices at once
+    counter = [0]
+
+    def let(indent: int, expr: str) -> str:
+        counter[0] += 1
+        emit(indent, f"e{counter[0]}: T.let = {expr}")
+        return f"e{counter[0]}"
+
+    def swap(indent: int, vals: list, stride: int, j: int) -> None:
+        """One stage on ``vals`` (rows k and k + stride in the list are rows k and k + j)."""
+        mask = bc(f"T.uint64({_TRANSPOSE_MASKS[j]})")
+        shift = bc(f"T.uint64({j})")
+        for k in range(len(vals)):
+            if k & stride:
+                continue
+            lo, hi = vals[k], vals[k + stride]
+            t = let(indent, f"((({lo}) >> {shift}) ^ ({hi})) & {mask}")
+            vals[k] = let(indent, f"({lo}) ^ ({t} << {shift})")
+            vals[k + stride] = let(indent, f"({hi}) ^ {t}")
+
+    emit(3, "en: T.let = " + bc('T.Cast("uint64", enb[ct]) * T.uint64(0x0101010101010101)'))  # 255 or 0
+    emit(3, f"for bi in range(T.min({G}, {nblk} - bg * {G})):")
+    emit(4, f"b: T.let = bg * {G} + bi")
+    emit(4, f"base: T.let = bi * {64 * W}")
+    emit(4, "for r in range(8):")
+    vals = [let(5, f"m[{rows(f'base + (r + {8 * q}) * {W}')}]") for q in range(8)]
+    for stride, j in ((4, 32), (2, 16), (1, 8)):
+        swap(5, vals, stride, j)
+    for q in range(8):
+        emit(5, f"m[{rows(f'base + (r + {8 * q}) * {W}')}] = {vals[q]}")
+    emit(4, "for g in range(8):")
+    emit(5, f"if b * 64 + g * 8 < {HW}:")
+    vals = [let(6, f"m[{rows(f'base + (g * 8 + {r}) * {W}')}]") for r in range(8)]
+    for stride, j in ((4, 4), (2, 2), (1, 1)):
+        swap(6, vals, stride, j)
+    for r in range(8):
+        pos = f"b * 64 + g * 8 + {r}"
+        store = f"act[{rows(f'(1 + (ct * {HW}) + {pos}) * {W}')}] = {vals[r]} & en"
+        if tail % 8 and r >= tail % 8:  # rows past the channel's end in its last group
+            emit(6, f"if {pos} < {HW}:")
+            emit(7, store)
+        else:
+            emit(6, store)
+
+
 def _largest_divisor(n: int, candidates: tuple[int, ...]) -> int:
     return next(c for c in candidates if n % c == 0)
 
@@ -72,7 +206,7 @@ def build_kernel(shape: KernelShape, target: dict):
 
 def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool = True,
                   head_words: int = 0, prefetch_in_gates: bool = True, prefetch_hint: int = 2,
-                  row_by_row: bool = True) -> str:
+                  row_by_row: bool = True, mask_encode: bool = True) -> str:
     """TVMScript source of the kernel: an IRModule with the entry function ``name`` and three
     subroutines ``name_encode``, ``name_gates`` and ``name_head`` that it calls once per tile (small
     functions keep LLVM's register allocation tight: one big function spilled the gate loop's
@@ -82,8 +216,10 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     (``prefetch_in_gates``, when the net has at least as many rows as the tile has input cache lines)
     or else while encoding; ``prefetch_hint``: LLVM's locality (2: prefetcht1, to L2).
     ``head_words``: vector width of the head in words (0: the tile, at most 8). ``row_by_row``:
-    encode one sample row after another (False: eight rows interleaved). The defaults were the
-    fastest measured on a Zen 4 (AVX-512) core; every setting gives the same results.
+    encode one sample row after another (False: eight rows interleaved). ``mask_encode``: uint8 input
+    through 64-position compare masks and a bit-matrix transpose (see :func:`_mask_encode`; False:
+    the byte-stage encoder that float32 input always uses). The defaults were the fastest measured;
+    every setting gives the same results.
     """
     C, TH, HW = shape.channels, shape.thresholds_per_channel, shape.spatial
     D, NI, W, TILE = shape.row_length, shape.num_inputs, shape.tile_words, shape.tile_samples
@@ -100,6 +236,7 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     odtype = "int32" if counts_out else "float32"
     lines_per_group = -(-8 * D * esize // 64)  # cache lines of 8 input rows
     NACT = f"nslot * {W}"
+    SB = encode_scratch_bytes(shape)
 
     def ramp(start: str) -> str:
         return f"T.Ramp({start}, 1, {VH})" if VH > 1 else f"{start}"
@@ -141,44 +278,47 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     emit(0, "@I.ir_module")
     emit(0, "class Module:")
     # ------------------------------------------------------------------ 1. encode one tile
-    emit(1, "@T.prim_func(private=True)")
-    emit(1, f'def {name}_encode(x_ptr: T.handle("{xdtype}"), encp_ptr: T.handle("{xdtype}"), '
-            'enb_ptr: T.handle("uint8"), act_ptr: T.handle("uint64"), byt_ptr: T.handle("uint8"), '
-            "nslot: T.int32, has_next: T.int32):")
-    emit(2, f'x = T.decl_buffer(({2 * TILE * D},), "{xdtype}", data=x_ptr, align={esize})')
-    emit(2, f'encp = T.decl_buffer(({CT},), "{xdtype}", data=encp_ptr, align={esize})')
-    emit(2, f'enb = T.decl_buffer(({CT},), "uint8", data=enb_ptr, align=1)')
-    emit(2, f'act = T.decl_buffer(({NACT},), "uint64", data=act_ptr, align=8)')
-    emit(2, f'byt = T.decl_buffer(({8 * NI},), "uint8", data=byt_ptr, align=1)')
-    emit(2, f"for v in T.vectorized({W}):")
-    emit(3, "act[v] = T.uint64(0)")
-    emit(2, f"for w in range({W}):")
-    emit(3, "for g in range(8):")
-    emit(4, "row0: T.let = w * 64 + g * 8")
-    if prefetch:
-        emit(4, "if has_next == 1:")
-        emit(5, f"for li in range({lines_per_group}):")
-        emit(6, f'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", '
-                f'T.address_of(x[(row0 + {TILE}) * {D} + li * {64 // esize}]), 0, {prefetch_hint}, 1))')
-    def row_expr(k: int, pos: str) -> str:
-        """Bit k of the byte: sample row0 + k at positions ``pos``."""
-        xv = f"x[(row0 + {k}) * {D} + (ct // {TH}) * {HW} + {pos}]"
-        cond = f"{xv} >= encp[ct]" if is_u8 else f"{xv} > encp[ct]"
-        term = f"T.Select({cond}, T.uint8({1 << k}), T.uint8(0))"
-        return f"({term} & enb[ct])" if is_u8 else term
-
-    if row_by_row:  # one sample row after another: the input is read as one sequential stream
-        for k in range(8):
-            def or_row(pos: str, k: int = k) -> str:
-                idx = f"g * {NI} + ct * {HW} + {pos}"
-                return f"byt[{idx}] = " + (row_expr(k, pos) if k == 0 else f"byt[{idx}] | {row_expr(k, pos)}")
-
-            emit(4, f"for ct in range({CT}):")
-            emit_vectorized(5, HW, VE, "ho", or_row)
+    if is_u8 and mask_encode:
+        _mask_encode(emit, shape, name, SB, prefetch, prefetch_hint)
     else:
-        emit(4, f"for ct in range({CT}):")
-        emit_vectorized(5, HW, VE, "ho", lambda pos: f"byt[g * {NI} + ct * {HW} + {pos}] = {enc_expr(pos)}")
-    emit_vectorized(3, NI, VB, "io", lambda i: f"act[(1 + {i}) * {W} + w] = {pack_expr(i)}")
+        emit(1, "@T.prim_func(private=True)")
+        emit(1, f'def {name}_encode(x_ptr: T.handle("{xdtype}"), encp_ptr: T.handle("{xdtype}"), '
+                'enb_ptr: T.handle("uint8"), act_ptr: T.handle("uint64"), byt_ptr: T.handle("uint8"), '
+                "nslot: T.int32, has_next: T.int32):")
+        emit(2, f'x = T.decl_buffer(({2 * TILE * D},), "{xdtype}", data=x_ptr, align={esize})')
+        emit(2, f'encp = T.decl_buffer(({CT},), "{xdtype}", data=encp_ptr, align={esize})')
+        emit(2, f'enb = T.decl_buffer(({CT},), "uint8", data=enb_ptr, align=1)')
+        emit(2, f'act = T.decl_buffer(({NACT},), "uint64", data=act_ptr, align=8)')
+        emit(2, f'byt = T.decl_buffer(({8 * NI},), "uint8", data=byt_ptr, align=1)')
+        emit(2, f"for v in T.vectorized({W}):")
+        emit(3, "act[v] = T.uint64(0)")
+        emit(2, f"for w in range({W}):")
+        emit(3, "for g in range(8):")
+        emit(4, "row0: T.let = w * 64 + g * 8")
+        if prefetch:
+            emit(4, "if has_next == 1:")
+            emit(5, f"for li in range({lines_per_group}):")
+            emit(6, f'T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0", '
+                    f'T.address_of(x[(row0 + {TILE}) * {D} + li * {64 // esize}]), 0, {prefetch_hint}, 1))')
+        def row_expr(k: int, pos: str) -> str:
+            """Bit k of the byte: sample row0 + k at positions ``pos``."""
+            xv = f"x[(row0 + {k}) * {D} + (ct // {TH}) * {HW} + {pos}]"
+            cond = f"{xv} >= encp[ct]" if is_u8 else f"{xv} > encp[ct]"
+            term = f"T.Select({cond}, T.uint8({1 << k}), T.uint8(0))"
+            return f"({term} & enb[ct])" if is_u8 else term
+
+        if row_by_row:  # one sample row after another: the input is read as one sequential stream
+            for k in range(8):
+                def or_row(pos: str, k: int = k) -> str:
+                    idx = f"g * {NI} + ct * {HW} + {pos}"
+                    return f"byt[{idx}] = " + (row_expr(k, pos) if k == 0 else f"byt[{idx}] | {row_expr(k, pos)}")
+
+                emit(4, f"for ct in range({CT}):")
+                emit_vectorized(5, HW, VE, "ho", or_row)
+        else:
+            emit(4, f"for ct in range({CT}):")
+            emit_vectorized(5, HW, VE, "ho", lambda pos: f"byt[g * {NI} + ct * {HW} + {pos}] = {enc_expr(pos)}")
+        emit_vectorized(3, NI, VB, "io", lambda i: f"act[(1 + {i}) * {W} + w] = {pack_expr(i)}")
     # ------------------------------------------------------------------ 2. gates (rows: slot * W)
     emit(1, "@T.prim_func(private=True)")
     emit(1, f'def {name}_gates(act_ptr: T.handle("uint64"), seg_ptr: T.handle("int32"), '
@@ -299,7 +439,7 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     emit(2, 'act = T.match_buffer(act_h, (nact,), "uint64")')
     emit(2, 'byt = T.match_buffer(bytes_h, (nbytes,), "uint8")')
     emit(2, f'out = T.match_buffer(out_h, (n, {NCLS}), "{odtype}", align=1, offset_factor=1)')
-    emit(2, f"nch: T.let = nbytes // {8 * NI}")
+    emit(2, f"nch: T.let = nbytes // {SB}")
     emit(2, "slot_words: T.let = nact // nch")
     emit(2, f"nslot: T.let = slot_words // {W}")
     emit(2, f"ntiles: T.let = n // {TILE}")
@@ -319,7 +459,7 @@ def kernel_source(shape: KernelShape, *, name: str = KERNEL_NAME, prefetch: bool
     emit(4, "a_ptr: T.let = T.address_of(act[ch * slot_words])")
     emit(4, "has_next: T.let = tile + 1 < tile_end")
     emit(4, f"Module.{name}_encode(T.address_of(x[tile * {TILE}, 0]), encp.data, enb.data, a_ptr, "
-            f"T.address_of(byt[ch * {8 * NI}]), nslot, T.Cast(\"int32\", has_next and not by_gates))")
+            f"T.address_of(byt[ch * {SB}]), nslot, T.Cast(\"int32\", has_next and not by_gates))")
     emit(4, f"Module.{name}_gates(a_ptr, seg.data, rows.data, nslot, nseg, nrow, "
             f"T.address_of(x[T.min(tile + 1, ntiles - 1) * {TILE}, 0]), T.if_then_else(has_next, pf_step, T.int64(0)))")
     emit(4, f"Module.{name}_head(a_ptr, hslot.data, hmask.data, T.address_of(out[tile * {TILE}, 0]), pl.data, "

@@ -252,9 +252,14 @@ def _cli_here(args, capsys):
 
 def test_cli_search_exports_resumes_and_refuses(tmp_path, monkeypatch, capsys):
     base = ["--space", "dense", "--epochs", "1", "--limit-train", "500", "--val-size", "300", "--limit-test", "300",
-            "--space-arg", "width=[40,80]", "depth=[1,2]", "--no-progress", "--sampler-seed", "0", "--random-shift", "1"]
+            "--space-arg", "width=[40,80]", "depth=[1,2]", "--sampler-seed", "0", "--random-shift", "1"]
     run = _cli(base + ["--trials", "2"], tmp_path)
     assert run.returncode == 0, run.stderr
+    # stderr is a pipe, not a terminal: the progress is one line per finished trial, no carriage returns
+    assert "\r" not in run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("search dense-mnist-acc-gates: ")]
+    assert [line.split(": ")[1].split(",")[0] for line in lines] == ["1/2 trials", "2/2 trials"], run.stderr
+    base.append("--no-progress")
     assert "0 of 2 trials finished" in run.stdout and "Pareto front of study 'dense-mnist-acc-gates'" in run.stdout
     assert (tmp_path / "lgn_nas_studies.log").exists()
     import optuna

@@ -422,7 +422,8 @@ class Trainer:
       epoch, atomically), and at the end ``metrics.json``, ``netlist.lgn`` (simplified netlist) and
       ``curves.png``. ``resume=True`` continues from the checkpoint there, if any.
     - ``data``: a preloaded :class:`~lgn_nas.data.DatasetSplits` (the search reuses one per process).
-    - ``progress``: a tqdm bar per epoch on rank 0.
+    - ``progress``: a tqdm bar per epoch on rank 0; one line per epoch where stderr is not a terminal
+      (:func:`lgn_nas.progress.progress_bar`).
     - Subclasses may override :meth:`compute_loss`.
     """
 
@@ -725,9 +726,9 @@ class Trainer:
         train_model.train()
         bar = None
         if self.progress and ctx.is_main:
-            from tqdm.auto import tqdm
+            from ..progress import progress_bar
 
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{c.epochs}", unit="step", dynamic_ncols=True)
+            bar = progress_bar(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{c.epochs}", unit="step")
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count (global)
         per_step_t = c.temperature_step == "step" and c.temperature_schedule != "constant"
         sync_device = device if device.type == "cuda" else torch.device("cpu")

@@ -60,9 +60,9 @@ def _check_model(name: str) -> None:
 
 def _check_dataset(name: str) -> None:
     from .data import list_datasets
-    from .train.trainer import _known_dataset
+    from .train.build import known_dataset
 
-    if not _known_dataset(name):
+    if not known_dataset(name):
         raise UsageError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
 
 

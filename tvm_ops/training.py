@@ -293,7 +293,7 @@ _MAX_KERNEL_DEPTH = 8  # deeper trees (not used by LogicTreeConv2d, max 6) take 
 def _conv_source_key() -> list:
     from . import build, train_conv
 
-    return [train_conv.KERNEL_VERSION, build.source_hash(train_conv.__file__)]
+    return [train_conv.KERNEL_VERSION, build.source_hash(*train_conv.SOURCES)]
 
 
 def build_conv_kernels(dtype: str = "float32", depth: int = 3, stride: int = 1, target: Optional[dict] = None):

@@ -483,10 +483,10 @@ def run_search(
     start = time.perf_counter()
     if done < trials or waiting:
         bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        if progress:  # a tqdm bar on a terminal, one line per finished trial in a log
+            from lgn_nas.progress import progress_bar
 
-            bar = tqdm(total=trials, initial=done, desc=f"search {study_name}", unit="trial", dynamic_ncols=True)
+            bar = progress_bar(total=trials, initial=done, desc=f"search {study_name}", unit="trial")
 
         def stop_and_report(study: Any, trial: Any) -> None:
             finished = finished_trials(study)

@@ -13,16 +13,6 @@ TINY = ["--model-kwargs", "depth=2", "width=200", "init=gaussian", "group_tau=3"
         "--no-progress"]
 
 
-@pytest.fixture(scope="module")
-def mnist_available():
-    from lgn_nas.data import load_dataset
-
-    try:
-        load_dataset("mnist", val_size=0)
-    except Exception as error:  # noqa: BLE001
-        pytest.skip(f"MNIST not available: {error}")
-
-
 def test_parse_model_kwargs():
     parsed = parse_model_kwargs(["depth=2", "width=[100, 200]", "temperature=0.5", "relaxation=gumbel_st",
                                  "seed=null", "flag=true", "name=\"quoted\"", "thresholds=a=b"])

@@ -4,18 +4,12 @@ cores (ten on a loaded one), so it is marked slow."""
 import json
 
 import pytest
-import torch
 
 from lgn_nas.cli import main
-from lgn_nas.data import load_dataset
 
 
 @pytest.mark.slow
-def test_one_default_epoch_of_lgn_conv_mnist_s_discretises(tmp_path):
-    try:
-        load_dataset("mnist", dtype=torch.uint8)
-    except Exception as error:  # noqa: BLE001
-        pytest.skip(f"MNIST not available: {error}")
+def test_one_default_epoch_of_lgn_conv_mnist_s_discretises(tmp_path, mnist_available):
     out = tmp_path / "run"
     assert main(["train", "lgn_conv_mnist_s", "--dataset", "mnist", "--epochs", "1", "--out", str(out),
                  "--no-progress"]) == 0

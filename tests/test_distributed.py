@@ -43,13 +43,7 @@ WORKER = textwrap.dedent('''
 ''')
 
 
-def test_torchrun_two_gloo_processes_identical_weights(tmp_path):
-    from lgn_nas.data import load_dataset
-
-    try:
-        load_dataset("mnist", val_size=0)
-    except Exception as error:  # noqa: BLE001
-        pytest.skip(f"MNIST not available: {error}")
+def test_torchrun_two_gloo_processes_identical_weights(tmp_path, mnist_available):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")
     script = tmp_path / "worker.py"
@@ -79,13 +73,7 @@ def test_torchrun_two_gloo_processes_identical_weights(tmp_path):
     assert metrics["world_size"] == 2 and metrics["netlist_agrees"]
 
 
-def test_cli_under_torchrun(tmp_path):
-    from lgn_nas.data import load_dataset
-
-    try:
-        load_dataset("mnist", val_size=0)
-    except Exception as error:  # noqa: BLE001
-        pytest.skip(f"MNIST not available: {error}")
+def test_cli_under_torchrun(tmp_path, mnist_available):
     out_dir = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)

@@ -8,25 +8,9 @@ import numpy as np
 import pytest
 
 from lgn_nas.export import c_source, to_c
-from lgn_nas.netlist import Encoding, NetlistBuilder
 
 CC = shutil.which("gcc") or shutil.which("cc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (gcc/cc) on PATH")
-
-
-def random_netlist(seed, *, input_shape=(1, 28, 28), thresholds=1, widths=(256, 256, 256), num_classes=10,
-                   group_size=None, skip=False):
-    rng = np.random.default_rng(seed)
-    thr = np.sort(rng.random((input_shape[0], thresholds), dtype=np.float32), axis=1)
-    builder = NetlistBuilder(Encoding("thermometer", input_shape, thr))
-    prev = everything = builder.input_ids().ravel()
-    for width in widths:
-        pool = everything if skip else prev
-        prev = builder.add_layer(rng.integers(0, 16, width), rng.choice(pool, width), rng.choice(pool, width))
-        everything = np.concatenate([everything, prev])
-    k = group_size or widths[-1] // num_classes
-    outputs = rng.choice(everything, num_classes * k) if skip else rng.permutation(prev)[: num_classes * k]
-    return builder.build(outputs, num_classes=num_classes, tau=float(np.sqrt(k)))
 
 
 def _compile(source_path, exe, *flags):
@@ -46,7 +30,7 @@ def _run(exe, bits, *, via_file=None):
 
 @pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("opt", ["-O0", "-O2"])
-def test_c_export_matches_reference(tmp_path, skip, opt):
+def test_c_export_matches_reference(tmp_path, skip, opt, random_netlist):
     net = random_netlist(7 + skip, skip=skip)
     bits = np.random.default_rng(1).random((150, net.num_inputs)) < 0.5  # 2 full blocks of 64 and a tail
     path = to_c(net, tmp_path / "net.c")
@@ -55,7 +39,7 @@ def test_c_export_matches_reference(tmp_path, skip, opt):
     assert np.array_equal(_run(tmp_path / "net", bits[:5], via_file=tmp_path / "in.txt"), net.evaluate_bits(bits[:5]))
 
 
-def test_c_export_unsimplified_small_groups_and_library_use(tmp_path):
+def test_c_export_unsimplified_small_groups_and_library_use(tmp_path, random_netlist):
     net = random_netlist(3, input_shape=(2, 3, 3), thresholds=3, widths=(30, 20), num_classes=4, group_size=3,
                          skip=True)
     bits = np.random.default_rng(2).random((70, net.num_inputs)) < 0.5
@@ -78,7 +62,7 @@ def test_c_export_unsimplified_small_groups_and_library_use(tmp_path):
     assert np.array_equal(np.array(out.split(), dtype=np.int64).reshape(64, -1), net.evaluate_bits(bits64))
 
 
-def test_c_main_rejects_bad_lines(tmp_path):
+def test_c_main_rejects_bad_lines(tmp_path, random_netlist):
     net = random_netlist(4, input_shape=(1, 2, 2), widths=(8,), num_classes=2, group_size=2)
     to_c(net, tmp_path / "n.c")
     _compile(tmp_path / "n.c", tmp_path / "n")
@@ -86,7 +70,7 @@ def test_c_main_rejects_bad_lines(tmp_path):
     assert proc.returncode == 1 and "line 2: 2 bits, expected 4" in proc.stderr
 
 
-def test_bad_arguments(tmp_path):
+def test_bad_arguments(tmp_path, random_netlist):
     net = random_netlist(4, input_shape=(1, 2, 2), widths=(8,), num_classes=2, group_size=2)
     with pytest.raises(ValueError, match="function_name"):
         c_source(net, function_name="2bad")

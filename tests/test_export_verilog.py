@@ -9,7 +9,6 @@ import pytest
 
 from lgn_nas.export import synthesize, to_verilog, verilog_source, write_testbench
 from lgn_nas.export.verilog import count_bits, pipeline_latency
-from lgn_nas.netlist import Encoding, NetlistBuilder
 
 IVERILOG = shutil.which("iverilog")
 VVP = shutil.which("vvp")
@@ -17,19 +16,8 @@ needs_iverilog = pytest.mark.skipif(IVERILOG is None or VVP is None,
                                     reason="iverilog is not installed (Debian package 'iverilog')")
 
 
-def random_netlist(seed, *, input_shape=(1, 6, 6), thresholds=2, widths=(80, 60, 50, 40), num_classes=5,
-                   group_size=6, skip=False):
-    rng = np.random.default_rng(seed)
-    thr = np.sort(rng.random((input_shape[0], thresholds), dtype=np.float32), axis=1)
-    builder = NetlistBuilder(Encoding("thermometer", input_shape, thr))
-    prev = everything = builder.input_ids().ravel()
-    for width in widths:
-        pool = everything if skip else prev
-        prev = builder.add_layer(rng.integers(0, 16, width), rng.choice(pool, width), rng.choice(pool, width))
-        everything = np.concatenate([everything, prev])
-    k = group_size
-    outputs = rng.choice(everything, num_classes * k) if skip else rng.permutation(prev)[: num_classes * k]
-    return builder.build(outputs, num_classes=num_classes, tau=float(np.sqrt(k)))
+# The nets of this file: small enough for a quick simulation (conftest's random_netlist).
+SMALL = dict(input_shape=(1, 6, 6), thresholds=2, widths=(80, 60, 50, 40), num_classes=5, group_size=6)
 
 
 def simulate(tmp_path, net, bits, *, every=0, expected=None, simplify=False):
@@ -43,15 +31,15 @@ def simulate(tmp_path, net, bits, *, every=0, expected=None, simplify=False):
 @needs_iverilog
 @pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("every", [0, 1, 3, 9])
-def test_simulation_matches_reference(tmp_path, skip, every):
-    net = random_netlist(11 + skip, skip=skip)
+def test_simulation_matches_reference(tmp_path, skip, every, random_netlist):
+    net = random_netlist(11 + skip, skip=skip, **SMALL)
     bits = np.random.default_rng(every).random((40, net.num_inputs)) < 0.5
     out = simulate(tmp_path, net, bits, every=every)
     assert "PASS 40 vectors" in out, out
 
 
 @needs_iverilog
-def test_simplified_module_and_mnist_shape(tmp_path):
+def test_simplified_module_and_mnist_shape(tmp_path, random_netlist):
     net = random_netlist(5, input_shape=(1, 28, 28), thresholds=1, widths=(400, 400, 300), num_classes=10,
                          group_size=30)
     bits = np.random.default_rng(0).random((16, net.num_inputs)) < 0.5
@@ -59,8 +47,8 @@ def test_simplified_module_and_mnist_shape(tmp_path):
 
 
 @needs_iverilog
-def test_testbench_detects_wrong_counts(tmp_path):
-    net = random_netlist(2)
+def test_testbench_detects_wrong_counts(tmp_path, random_netlist):
+    net = random_netlist(2, **SMALL)
     bits = np.random.default_rng(3).random((8, net.num_inputs)) < 0.5
     wrong = net.evaluate_bits(bits)
     wrong[5, 1] = (wrong[5, 1] + 1) % (net.group_size + 1)
@@ -68,8 +56,8 @@ def test_testbench_detects_wrong_counts(tmp_path):
     assert "FAIL vector 5" in out and "FAIL 1 of 8 vectors" in out
 
 
-def test_ports_and_layout():
-    net = random_netlist(1, num_classes=3, group_size=7)
+def test_ports_and_layout(random_netlist):
+    net = random_netlist(1, **dict(SMALL, num_classes=3, group_size=7))
     text = verilog_source(net, module_name="top_net", pipeline_every=2)
     assert count_bits(7) == 3 and count_bits(8) == 4 and count_bits(1) == 1
     assert "input wire clk" in text and f"input wire [{net.num_inputs - 1}:0] x" in text
@@ -85,8 +73,8 @@ def test_ports_and_layout():
 
 
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys is not installed (Debian package 'yosys')")
-def test_synthesize_reports_cells_luts_depth(tmp_path):
-    net = random_netlist(4, widths=(40, 30), group_size=4)
+def test_synthesize_reports_cells_luts_depth(tmp_path, random_netlist):
+    net = random_netlist(4, **dict(SMALL, widths=(40, 30), group_size=4))
     to_verilog(net, tmp_path / "net.v")
     report = synthesize(tmp_path / "net.v")
     assert report["cells"] > 0 and report["luts"] > 0 and report["lut_depth"] >= 1

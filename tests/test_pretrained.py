@@ -15,7 +15,6 @@ import lgn_nas
 from lgn_nas import discretize
 from lgn_nas import pretrained as pretrained_module
 from lgn_nas.cli import build_parser, train_config
-from lgn_nas.data import load_dataset
 from lgn_nas.layers import LogicDense, LogicTreeConv2d
 from lgn_nas.layers.parametrizations import gate_ids, logits_for_gate_ids
 from lgn_nas.pretrained import (
@@ -224,18 +223,11 @@ def _shipped():
     return [tag for tag in PRETRAINED_TAGS if weights_path(tag).is_file()]
 
 
-def _test_split(dataset: str):
-    try:
-        return load_dataset(dataset, val_size=0, dtype=torch.uint8).test
-    except Exception as error:  # noqa: BLE001
-        pytest.skip(f"{dataset} not available: {error}")
-
-
 @pytest.mark.parametrize("tag", _shipped() or [pytest.param(None, marks=pytest.mark.skip("no weights shipped"))])
-def test_shipped_weights_reproduce_their_recorded_discrete_test_accuracy(tag):
+def test_shipped_weights_reproduce_their_recorded_discrete_test_accuracy(tag, load_data):
     record = read_record(tag)
     assert hashlib.sha256(weights_path(tag).read_bytes()).hexdigest() == record["sha256"]
-    x, y = _test_split(record["dataset"])
+    x, y = load_data(record["dataset"], val_size=0, dtype=torch.uint8).test
     model = timm.create_model(record["model"], pretrained=True).eval()
     assert model.pretrained_cfg["tag"] == tag.partition(".")[2]
     netlist = discretize(model)

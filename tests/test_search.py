@@ -144,12 +144,10 @@ def test_stored_settings_refuse_a_mismatch_before_writing(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_data():
+def tiny_data(load_data):
     import torch
 
-    from lgn_nas.data import load_dataset
-
-    return load_dataset("mnist", val_size=300, dtype=torch.uint8)
+    return load_data("mnist", val_size=300, dtype=torch.uint8)
 
 
 def _config(**kw):
@@ -242,11 +240,26 @@ def _cli(args, cwd):
                           text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
 
 
-def test_cli_search_exports_resumes_and_refuses(tmp_path):
+def _cli_here(args, capsys):
+    """``lgn-nas search ARGS`` in this process (for refusals: no interpreter to start); (code, stdout, stderr)."""
+    from lgn_nas.cli import main
+
+    capsys.readouterr()
+    code = main(["search", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_search_exports_resumes_and_refuses(tmp_path, monkeypatch, capsys):
     base = ["--space", "dense", "--epochs", "1", "--limit-train", "500", "--val-size", "300", "--limit-test", "300",
-            "--space-arg", "width=[40,80]", "depth=[1,2]", "--no-progress", "--sampler-seed", "0", "--random-shift", "1"]
+            "--space-arg", "width=[40,80]", "depth=[1,2]", "--sampler-seed", "0", "--random-shift", "1"]
     run = _cli(base + ["--trials", "2"], tmp_path)
     assert run.returncode == 0, run.stderr
+    # stderr is a pipe, not a terminal: the progress is one line per finished trial, no carriage returns
+    assert "\r" not in run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("search dense-mnist-acc-gates: ")]
+    assert [line.split(": ")[1].split(",")[0] for line in lines] == ["1/2 trials", "2/2 trials"], run.stderr
+    base.append("--no-progress")
     assert "0 of 2 trials finished" in run.stdout and "Pareto front of study 'dense-mnist-acc-gates'" in run.stdout
     assert (tmp_path / "lgn_nas_studies.log").exists()
     import optuna
@@ -277,17 +290,18 @@ def test_cli_search_exports_resumes_and_refuses(tmp_path):
     more = _cli(base + ["--trials", "3", "--no-export"], tmp_path)
     assert more.returncode == 0 and "2 of 3 trials finished" in more.stdout and "3 trial(s) finished" in more.stdout
     # Refusals: other objectives under the same study name, a negative shift or warmup, unknown space, unknown storage scheme.
-    clash = _cli(base + ["--trials", "1", "--study", "dense-mnist-acc-gates", "--objectives", "acc"], tmp_path)
-    assert clash.returncode == 2 and "exists with objectives acc,gates" in clash.stderr
-    bad = _cli(["--space", "dense", "--trials", "1", "--random-shift", "-1", "--storage", str(tmp_path / "shift.log")],
-               tmp_path)
-    assert bad.returncode == 2 and "random_shift must be an int >= 0" in bad.stderr and "-1" in bad.stderr
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _cli_here(base + ["--trials", "1", "--study", "dense-mnist-acc-gates", "--objectives", "acc"], capsys)
+    assert code == 2 and "exists with objectives acc,gates" in err
+    code, _, err = _cli_here(["--space", "dense", "--trials", "1", "--random-shift", "-1", "--storage",
+                              str(tmp_path / "shift.log")], capsys)
+    assert code == 2 and "random_shift must be an int >= 0" in err and "-1" in err
     assert not (tmp_path / "shift.log").exists()  # refused before any storage is written
-    bad = _cli(["--space", "dense", "--trials", "1", "--prune-warmup", "-1", "--storage", str(tmp_path / "warm.log")],
-               tmp_path)
-    assert bad.returncode == 2 and "prune_warmup must be an int >= 0 (epochs), got -1" in bad.stderr
+    code, _, err = _cli_here(["--space", "dense", "--trials", "1", "--prune-warmup", "-1", "--storage",
+                              str(tmp_path / "warm.log")], capsys)
+    assert code == 2 and "prune_warmup must be an int >= 0 (epochs), got -1" in err
     assert not (tmp_path / "warm.log").exists()
-    bad = _cli(["--space", "nope", "--trials", "1"], tmp_path)
-    assert bad.returncode == 2 and "unknown search space 'nope'" in bad.stderr
-    bad = _cli(["--space", "dense", "--trials", "1", "--storage", "mongodb://me:pw123@h/db"], tmp_path)
-    assert bad.returncode == 2 and "unknown storage" in bad.stderr and "pw123" not in bad.stderr
+    code, _, err = _cli_here(["--space", "nope", "--trials", "1"], capsys)
+    assert code == 2 and "unknown search space 'nope'" in err
+    code, _, err = _cli_here(["--space", "dense", "--trials", "1", "--storage", "mongodb://me:pw123@h/db"], capsys)
+    assert code == 2 and "unknown storage" in err and "pw123" not in err

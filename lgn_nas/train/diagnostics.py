@@ -28,7 +28,7 @@ from torch import nn
 
 from ..layers import LogicDense, LogicTreeConv2d, LogicTreeConvPool2d
 from ..layers.relaxations import relax_categorical
-from .trainer import relaxed_mode
+from .evaluation import relaxed_mode
 
 __all__ = ["discretization_report", "format_report", "gradient_reach"]
 

@@ -1,35 +1,18 @@
-"""The training loop: ``fit(config)`` / ``Trainer``, evaluation of relaxed and discrete accuracy.
+"""The training loop: ``fit(config)`` / :class:`Trainer`.
 
-Definitions used in every metric:
-
-- **discrete** accuracy: the model in ``eval()`` mode, where every logic neuron computes its argmax
-  gate on 0/1 inputs, i.e. exactly the circuit ``discretize(model)`` returns. At the end of training
-  the test set is also run through the ``Netlist`` itself (raw and simplified) and the class scores
-  must agree with the eval model; a mismatch raises ``RuntimeError`` (a discretisation bug).
-- **relaxed** accuracy: the differentiable model as trained, without noise: every module in eval
-  mode (no dropout) except the logic layers, which run in training mode with the noise-free
-  ``softmax`` relaxation at their current temperature (so ``gumbel_*`` and ``hard_st`` models are
-  scored by the expectation they are trained towards, not by one noise sample).
-- **gap** = relaxed - discrete (fractions in [0, 1]; positive when discretising hurts).
-- **train-mode** accuracy: the logic layers' own training forward, noise included (for ``gumbel_*``
-  one Gumbel draw per neuron and evaluation batch, as in training; for ``hard_st`` the argmax circuit
-  itself), the other modules in eval mode. ``train_mode_gap`` = train-mode - discrete is the gap as
-  Yousefi et al. 2025 measure it ("train mode" vs "eval mode" accuracy); reported at the end of
-  training only, with a fixed noise seed.
-
-Per-epoch discrete accuracy is computed through the netlist (identical by construction, and much
-faster than the torch eval forward); the final discrete test accuracy through the eval model.
+What the loop reports is defined in :mod:`lgn_nas.train.evaluation` (relaxed, train-mode and discrete
+accuracy, and the gaps); the model and the optimizer groups come from :mod:`lgn_nas.train.build`.
 Per-epoch metrics use the validation split (``val_*`` keys) or, with ``val_size=0``, the test split
-(``test_*``); final metrics are on the test split.
+(``test_*``); final metrics are on the test split, where the netlist (raw and simplified) must score
+exactly as the eval model (a mismatch raises ``RuntimeError``: a discretisation bug).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 import torch
@@ -37,10 +20,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models._optim import is_gate_logit_module
-from .checkpoint import CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
 from .augment import random_crop, random_hflip, random_shift
+from .build import (build_model, check_model_name, check_names, fit_encoders, load_run, make_param_groups,
+                    model_temperature)
+from .checkpoint import CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import TrainConfig, temperature_at
-from .distributed import DistributedContext, init_distributed, resolve_device
+from .distributed import init_distributed, resolve_device
+from .evaluation import (as_float, evaluate, evaluate_netlist, evaluate_train_mode, netlist_feed, netlist_stats,
+                         relaxed_mode)
 
 __all__ = [
     "EpochEnd", "StopTraining", "TrainingDiverged", "TrainResult", "Trainer", "fit", "build_model",
@@ -83,332 +70,23 @@ class TrainResult:
     stop_reason: Optional[str] = None
 
 
-# --------------------------------------------------------------------------- model and optimizer
+# --------------------------------------------------------------------------- trainer
 
-def fit_encoders(model: nn.Module, x_train: torch.Tensor, *, max_images: int = 10_000) -> int:
-    """Fit every distributive ``Thermometer`` in ``model`` to the training images; returns how many.
+@dataclasses.dataclass
+class _Run:
+    """What one ``Trainer.fit`` call works with, from setup to the final metrics."""
 
-    The thresholds become per-channel quantiles of (at most ``max_images`` of) ``x_train``, the same on
-    every rank because the images are the first ones of the split. Uint8 images are scaled to [0, 1].
-    """
-    from ..layers import Thermometer
-
-    encoders = [m for m in model.modules() if isinstance(m, Thermometer) and m.method == "distributive"]
-    if encoders:
-        sample = x_train[:max_images]
-        sample = sample.float() / 255.0 if sample.dtype == torch.uint8 else sample.float()
-        for encoder in encoders:
-            if encoder.in_channels == sample.shape[1]:
-                encoder.fit(sample)
-    return len(encoders)
-
-
-def make_param_groups(model: nn.Module, weight_decay: float, *, decay_gate_logits: bool = False) -> List[Dict[str, Any]]:
-    """Optimizer parameter groups: gate logits, other decayed weights, non-decayed biases/norms.
-
-    Gate logits (all parameters of lgn-nas layers) get ``weight_decay`` only if ``decay_gate_logits``;
-    other parameters follow timm's rule (no decay for 1-d tensors and biases). Empty groups are
-    dropped. Each group has a ``name`` for inspection.
-    """
-    gate, decay, no_decay = [], [], []
-    seen = set()
-    for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
-            if not param.requires_grad or id(param) in seen:
-                continue
-            seen.add(id(param))
-            if is_gate_logit_module(module):
-                gate.append(param)
-            elif param.ndim <= 1 or name.endswith("bias"):
-                no_decay.append(param)
-            else:
-                decay.append(param)
-    groups = [
-        {"name": "gate_logits", "params": gate, "weight_decay": weight_decay if decay_gate_logits else 0.0},
-        {"name": "decay", "params": decay, "weight_decay": weight_decay},
-        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
-    ]
-    return [group for group in groups if group["params"]]
-
-
-def _known_dataset(name: str) -> bool:
-    from ..data import list_datasets
-
-    key = str(name).lower().replace("-", "_")
-    known = list_datasets()
-    return key in known or key in {k.replace("_", "") for k in known}
-
-
-def check_model_name(name: str) -> None:
-    """Raise ``ValueError`` listing the registered LGN models if ``name`` is not one."""
-    import timm
-
-    import lgn_nas  # noqa: F401  (registers the models)
-
-    known_models = timm.list_models("lgn*")
-    if name not in known_models:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(known_models)}")
-
-
-def check_names(config: TrainConfig) -> None:
-    """Raise ``ValueError`` listing the known names if the model or data set is unknown."""
-    from ..data import list_datasets
-
-    check_model_name(config.model)
-    if not _known_dataset(config.dataset):
-        raise ValueError(f"unknown dataset {config.dataset!r}; known: {', '.join(list_datasets())}")
-
-
-def build_model(config: TrainConfig, *, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
-    """``timm.create_model(config.model, **kwargs)`` with the data set's classes/channels filled in."""
-    import timm
-
-    import lgn_nas  # noqa: F401
-
-    kwargs = dict(config.model_kwargs)
-    kwargs.setdefault("num_classes", num_classes)
-    kwargs.setdefault("in_chans", int(input_shape[0]))
-    try:
-        cfg = timm.models.get_pretrained_cfg(config.model)
-        default_hw = tuple(cfg.input_size[1:]) if cfg is not None and cfg.input_size else None
-    except Exception:  # noqa: BLE001 - a model without cfg simply gets no img_size default
-        default_hw = None
-    if default_hw is not None and default_hw != tuple(input_shape[1:]):
-        kwargs.setdefault("img_size", list(input_shape[1:]))
-    try:
-        return timm.create_model(config.model, **kwargs)
-    except TypeError as error:  # an unknown keyword in model_kwargs
-        raise ValueError(f"cannot build {config.model} with model_kwargs {config.model_kwargs}: {error}") from None
-
-
-def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[nn.Module, TrainConfig]:
-    """The trained model (in eval mode) and the config of a ``lgn-nas train`` output directory.
-
-    The relaxation temperature is the one training ended with (a temperature schedule's last value),
-    so the relaxed model scores as it did at the end of the run.
-    """
-    from ..data import _spec
-    from .checkpoint import load_checkpoint
-
-    run_dir = Path(run_dir)
-    path = run_dir / "checkpoint.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a training run directory: {path.name} is missing")
-    checkpoint = load_checkpoint(path, device=device)
-    config = TrainConfig.from_dict(checkpoint["meta"]["config"])
-    spec = _spec(config.dataset)
-    model = build_model(config, num_classes=spec.num_classes, input_shape=spec.input_shape)
-    model.load_state_dict(checkpoint["model"])
-    history = checkpoint["meta"].get("history") or []
-    temperature = history[-1].get("temperature") if history else None
-    set_temperature = getattr(model, "set_temperature", None)
-    if temperature is not None and set_temperature is not None:
-        set_temperature(temperature)
-    return model.to(device).eval(), config
-
-
-def _model_temperature(model: nn.Module) -> Optional[float]:
-    for module in model.modules():
-        if is_gate_logit_module(module) and hasattr(module, "temperature"):
-            return float(module.temperature)
-    return None
-
-
-# --------------------------------------------------------------------------- evaluation
-
-@contextlib.contextmanager
-def relaxed_mode(model: nn.Module, *, keep_relaxation: bool = False) -> Iterator[nn.Module]:
-    """Model in eval mode except logic layers: training mode with noise-free ``softmax`` relaxation.
-
-    ``keep_relaxation``: the logic layers keep their own relaxation instead (the training forward,
-    noise included).
-    """
-    was_training = {module: module.training for module in model.modules()}
-    relaxations = {}
-    model.eval()
-    try:
-        for module in model.modules():
-            if is_gate_logit_module(module) and hasattr(module, "relaxation"):
-                relaxations[module] = module.relaxation
-                if not keep_relaxation:
-                    module.relaxation = "softmax"
-                module.training = True
-        yield model
-    finally:
-        for module, relaxation in relaxations.items():
-            module.relaxation = relaxation
-        for module, training in was_training.items():
-            module.training = training
-
-
-def _as_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
-
-
-@torch.no_grad()
-def evaluate(
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        relaxed: bool,
-        batch_size: int = 1000,
-        device: Union[str, torch.device, None] = None,
-        ctx: Optional[DistributedContext] = None,
-        return_scores: bool = False,
-        train_mode: bool = False,
-) -> Dict[str, Any]:
-    """Accuracy and mean cross-entropy of ``model`` on ``(x, y)``, relaxed or discrete.
-
-    ``train_mode`` (with ``relaxed=True``): the logic layers' own training forward, noise included,
-    drawn from the global torch generator (see :func:`evaluate_train_mode` for a seeded estimate).
-
-    Under torch.distributed (``ctx``) each rank scores ``rank::world_size`` of the samples and the
-    counts are summed, so every rank gets the same exact result. ``return_scores`` (single process
-    only) also returns the class scores in order.
-    """
-    ctx = ctx or DistributedContext()
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    index = torch.arange(ctx.rank, x.shape[0], ctx.world_size)
-    totals = torch.zeros(3, dtype=torch.float64)
-    scores_out = []
-    if train_mode and not relaxed:
-        raise ValueError("evaluate: train_mode=True needs relaxed=True (the discrete model has no training forward)")
-    mode = relaxed_mode(model, keep_relaxation=train_mode) if relaxed else contextlib.nullcontext()
-    was_training = model.training
-    if not relaxed:
-        model.eval()
-    try:
-        with mode:
-            for start in range(0, index.shape[0], batch_size):
-                batch = index[start:start + batch_size]
-                xb = _as_float(x[batch]).to(device)
-                yb = y[batch].to(device)
-                scores = model(xb)
-                totals[0] += float(F.cross_entropy(scores.float(), yb, reduction="sum"))
-                totals[1] += float((scores.argmax(dim=-1) == yb).sum())
-                totals[2] += batch.shape[0]
-                if return_scores:
-                    scores_out.append(scores.float().cpu())
-    finally:
-        model.train(was_training)
-    if ctx.enabled:
-        reduced = totals.to(device if device.type == "cuda" else "cpu")
-        ctx.all_reduce_sum(reduced)
-        totals = reduced.cpu()
-    count = max(float(totals[2]), 1.0)
-    result: Dict[str, Any] = {"acc": float(totals[1]) / count, "loss": float(totals[0]) / count}
-    if return_scores:
-        result["scores"] = torch.cat(scores_out) if scores_out else torch.zeros(0)
-    return result
-
-
-def _stochastic(model: nn.Module) -> bool:
-    from ..layers.relaxations import STOCHASTIC_RELAXATIONS
-
-    return any(getattr(m, "relaxation", None) in STOCHASTIC_RELAXATIONS
-               for m in model.modules() if is_gate_logit_module(m))
-
-
-def evaluate_train_mode(
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        draws: int = 3,
-        seed: int = 0,
-        batch_size: int = 1000,
-        device: Union[str, torch.device, None] = None,
-        ctx: Optional[DistributedContext] = None,
-) -> Dict[str, Any]:
-    """Accuracy and loss of the training forward (noise included), averaged over ``draws`` passes.
-
-    Deterministic relaxations (``softmax``, ``hard_st``) take one pass. The noise comes from a torch
-    generator seeded with ``seed`` (and the rank) inside ``torch.random.fork_rng``, so the estimate is
-    repeatable and the caller's random state is untouched.
-    """
-    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 1:
-        raise ValueError(f"draws must be an int >= 1, got {draws!r}")
-    ctx = ctx or DistributedContext()
-    passes = draws if _stochastic(model) else 1
-    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    accs, losses = [], []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed * 1009 + ctx.rank)
-        for _ in range(passes):
-            result = evaluate(model, x, y, relaxed=True, train_mode=True, batch_size=batch_size,
-                              device=device, ctx=ctx)
-            accs.append(result["acc"])
-            losses.append(result["loss"])
-    return {"acc": float(np.mean(accs)), "loss": float(np.mean(losses)), "draws": passes,
-            "acc_per_draw": accs}
-
-
-def netlist_feed(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Map images to the raw input of ``discretize(model)``: the images themselves, or for hybrids the
-    eval-mode ``head_input`` (normalised backbone features) that their logic head's netlist reads."""
-    head_input = getattr(model, "head_input", None)
-    if head_input is None:
-        return lambda xb: xb
-
-    def feed(xb: torch.Tensor) -> torch.Tensor:
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                return head_input(xb.to(device)).cpu()
-        finally:
-            model.train(was_training)
-
-    return feed
-
-
-def evaluate_netlist(netlist: Any, x: torch.Tensor, y: torch.Tensor, *,
-                     ctx: Optional[DistributedContext] = None, chunk: int = 10000,
-                     feed: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Dict[str, Any]:
-    """Accuracy of a ``Netlist`` (numpy reference evaluator) on ``(x, y)``; sharded like :func:`evaluate`.
-
-    ``feed`` maps an image batch to the netlist's raw input (see :func:`netlist_feed`).
-    """
-    ctx = ctx or DistributedContext()
-    index = torch.arange(ctx.rank, x.shape[0], ctx.world_size)
-    totals = torch.zeros(2, dtype=torch.float64)
-    for start in range(0, index.shape[0], chunk):
-        batch = index[start:start + chunk]
-        xb = _as_float(x[batch].cpu())
-        if feed is not None:
-            xb = feed(xb)
-        xb = xb.numpy().astype(np.float32, copy=False)
-        predicted = netlist.predict(xb)
-        totals[0] += float((predicted == y[batch].cpu().numpy()).sum())
-        totals[1] += batch.shape[0]
-    if ctx.enabled:
-        device = torch.device("cuda", torch.cuda.current_device()) if dist_backend_is_nccl() else "cpu"
-        reduced = totals.to(device)
-        ctx.all_reduce_sum(reduced)
-        totals = reduced.cpu()
-    return {"acc": float(totals[0]) / max(float(totals[1]), 1.0)}
-
-
-def dist_backend_is_nccl() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_initialized() and dist.get_backend() == "nccl"
-
-
-def _netlist_stats(model: nn.Module) -> tuple[Any, Dict[str, Any]]:
-    from ..discretize import discretize
-
-    netlist = discretize(model)
-    simplified, _ = netlist.simplify()
-    stats = {
-        "gates_raw": int(netlist.num_gates),
-        "gates": int(simplified.num_gates),
-        "unused_gate_fraction": float(netlist.unused_gate_fraction()),
-        "logic_depth": int(simplified.logic_depth),
-    }
-    return (netlist, simplified), stats
+    model: nn.Module
+    optimizer: Any
+    scheduler: Any
+    loader: Any
+    steps_per_epoch: int
+    set_temperature: Optional[Callable[[float], None]]  # None: the temperature is not scheduled
+    eval_split: str  # "val", or "test" with val_size=0
+    eval_data: tuple
+    test_data: tuple
+    stopped_early: bool = False
+    stop_reason: Optional[str] = None
 
 
 # --------------------------------------------------------------------------- trainer
@@ -425,7 +103,8 @@ class Trainer:
       epoch, atomically), and at the end ``metrics.json``, ``netlist.lgn`` (simplified netlist) and
       ``curves.png``. ``resume=True`` continues from the checkpoint there, if any.
     - ``data``: a preloaded :class:`~lgn_nas.data.DatasetSplits` (the search reuses one per process).
-    - ``progress``: a tqdm bar per epoch on rank 0.
+    - ``progress``: a tqdm bar per epoch on rank 0; one line per epoch where stderr is not a terminal
+      (:func:`lgn_nas.progress.progress_bar`).
     - Subclasses may override :meth:`compute_loss`.
     """
 
@@ -529,6 +208,14 @@ class Trainer:
         wall_start = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.set_device(device)
+        run = self._setup(device)
+        history = self._resume_or_start(run, device)
+        self._train_epochs(run, history, device)
+        return self._finish(run, history, wall_start, device)
+
+    def _setup(self, device: torch.device) -> "_Run":
+        """Data splits, model, optimizer, loader, scheduler and the temperature schedule's start."""
+        c, ctx = self.config, self.ctx
         splits = self._load_data()
         x_train, y_train = splits.train
         if c.limit_train is not None:
@@ -565,15 +252,22 @@ class Trainer:
                 optimizer, sched=c.scheduler, num_epochs=c.epochs, min_lr=c.min_lr, warmup_epochs=c.warmup_epochs,
                 warmup_lr=c.warmup_lr, step_on_epochs=not c.sched_on_updates, updates_per_epoch=steps_per_epoch)
 
-        t_model = _model_temperature(model)
+        t_model = model_temperature(model)
         self._t_start = c.temperature_start if c.temperature_start is not None else t_model
         set_temperature = getattr(model, "set_temperature", None)
-        if c.temperature_schedule != "constant" or c.temperature_start is not None:
-            if set_temperature is None or self._t_start is None:
-                raise ValueError(f"model {c.model} has no temperature to schedule (no set_temperature)")
+        scheduled = c.temperature_schedule != "constant" or c.temperature_start is not None
+        if scheduled and (set_temperature is None or self._t_start is None):
+            raise ValueError(f"model {c.model} has no temperature to schedule (no set_temperature)")
+        return _Run(model=model, optimizer=optimizer, scheduler=scheduler, loader=loader,
+                    steps_per_epoch=steps_per_epoch, set_temperature=set_temperature if scheduled else None,
+                    eval_split=eval_split, eval_data=(x_eval, y_eval), test_data=(x_test, y_test))
 
-        # ---- resume
-        start_epoch, history = 0, []
+    def _resume_or_start(self, run: "_Run", device: torch.device) -> List[Dict[str, Any]]:
+        """The history so far: the checkpoint's (``resume``, its state loaded into the run) or none
+        (and ``config.json`` written)."""
+        c, ctx = self.config, self.ctx
+        self.global_step, history = 0, []
+        self._start_epoch = 0
         self._last_checkpoint_epoch = None
         if self.out_dir is not None and ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -581,75 +275,90 @@ class Trainer:
             state = load_checkpoint(self.checkpoint_path, device=device)
             meta = state["meta"]
             self._check_resume_config(meta["config"])
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start_epoch, self.global_step, history = int(meta["epoch"]), int(meta["global_step"]), list(meta["history"])
-            self._last_checkpoint_epoch = start_epoch
-            if scheduler is not None:
-                scheduler.step(start_epoch)
+            run.model.load_state_dict(state["model"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            self._start_epoch, self.global_step, history = (int(meta["epoch"]), int(meta["global_step"]),
+                                                            list(meta["history"]))
+            self._last_checkpoint_epoch = self._start_epoch
+            if run.scheduler is not None:
+                run.scheduler.step(self._start_epoch)
                 if c.sched_on_updates:
-                    scheduler.step_update(self.global_step)
+                    run.scheduler.step_update(self.global_step)
         elif self.out_dir is not None and ctx.is_main:
             atomic_write_json(self.out_dir / "config.json", c.to_dict())
+        return history
 
+    def _train_epochs(self, run: "_Run", history: List[Dict[str, Any]], device: torch.device) -> None:
+        """Train from the resumed epoch to ``config.epochs``: per epoch, train, score, checkpoint and
+        call the callbacks (which may stop the run: ``run.stopped_early``, ``run.stop_reason``)."""
+        c, ctx = self.config, self.ctx
+        model = run.model
         train_model: nn.Module = model
         if ctx.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
             train_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-
-        stopped_early, stop_reason = False, None
-        epoch = start_epoch
-        for epoch in range(start_epoch, c.epochs):
-            if stopped_early:
+        for epoch in range(self._start_epoch, c.epochs):
+            if run.stopped_early:
                 break
             self._seed_epoch(epoch, ctx.rank)
-            loader.set_epoch(epoch)
-            if set_temperature is not None and self._t_start is not None and (
-                    c.temperature_schedule != "constant" or c.temperature_start is not None):
-                set_temperature(self._temperature(epoch, 0, steps_per_epoch))
-            train_stats = self._train_epoch(train_model, model, optimizer, scheduler, loader, epoch, steps_per_epoch,
-                                            set_temperature, device)
-            if scheduler is not None:
-                scheduler.step(epoch + 1)
+            run.loader.set_epoch(epoch)
+            if run.set_temperature is not None:
+                run.set_temperature(self._temperature(epoch, 0, run.steps_per_epoch))
+            train_stats = self._train_epoch(train_model, model, run.optimizer, run.scheduler, run.loader, epoch,
+                                            run.steps_per_epoch, run.set_temperature, device)
+            if run.scheduler is not None:
+                run.scheduler.step(epoch + 1)
             for name, param in model.named_parameters():
                 if not torch.isfinite(param).all():
                     raise self._diverged(f"parameter {name} became non-finite in epoch {epoch + 1}")
-
-            relaxed = evaluate(model, x_eval, y_eval, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
-            (netlist, _), gate_stats = _netlist_stats(model)
-            # The netlist computes exactly the eval model (checked on the test set at the end) and is
-            # far faster than the torch eval forward, so per-epoch discrete accuracy goes through it.
-            discrete = evaluate_netlist(netlist, x_eval, y_eval, ctx=ctx, feed=netlist_feed(model))
-            metrics = {
-                "epoch": epoch + 1,
-                **train_stats,
-                f"{eval_split}_loss_relaxed": relaxed["loss"],
-                f"{eval_split}_acc_relaxed": relaxed["acc"],
-                f"{eval_split}_acc_discrete": discrete["acc"],
-                f"{eval_split}_gap": relaxed["acc"] - discrete["acc"],
-                **gate_stats,
-                "temperature": _model_temperature(model),
-            }
+            metrics = self._epoch_metrics(run, epoch, train_stats)
             history.append(metrics)
-            self._write_checkpoint(model, optimizer, epoch + 1, history)
+            self._write_checkpoint(model, run.optimizer, epoch + 1, history)
+            self._run_callbacks(run, EpochEnd(epoch + 1, metrics, model, c, history, self), device)
 
-            stop = False
-            for callback in self.callbacks:
-                try:
-                    if callback(EpochEnd(epoch + 1, metrics, model, c, history, self)):
-                        stop, stop_reason = True, f"callback {getattr(callback, '__name__', callback)!r} returned True"
-                except StopTraining as signal:
-                    stop, stop_reason = True, str(signal) or "StopTraining"
-                if stop:
-                    break
-            flag = torch.tensor([1.0 if stop else 0.0], device=device if device.type == "cuda" else "cpu")
-            if ctx.all_reduce_max(flag).item() > 0:
-                stopped_early = True
-                stop_reason = stop_reason or "stopped by a callback on another rank"
+    def _epoch_metrics(self, run: "_Run", epoch: int, train_stats: Dict[str, Any]) -> Dict[str, Any]:
+        """The epoch's training statistics, relaxed and discrete accuracy on the eval split, gates."""
+        c, ctx, split = self.config, self.ctx, run.eval_split
+        x_eval, y_eval = run.eval_data
+        relaxed = evaluate(run.model, x_eval, y_eval, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
+        (netlist, _), gate_stats = netlist_stats(run.model)
+        # The netlist computes exactly the eval model (checked on the test set at the end) and is
+        # far faster than the torch eval forward, so per-epoch discrete accuracy goes through it.
+        discrete = evaluate_netlist(netlist, x_eval, y_eval, ctx=ctx, feed=netlist_feed(run.model))
+        return {
+            "epoch": epoch + 1,
+            **train_stats,
+            f"{split}_loss_relaxed": relaxed["loss"],
+            f"{split}_acc_relaxed": relaxed["acc"],
+            f"{split}_acc_discrete": discrete["acc"],
+            f"{split}_gap": relaxed["acc"] - discrete["acc"],
+            **gate_stats,
+            "temperature": model_temperature(run.model),
+        }
+
+    def _run_callbacks(self, run: "_Run", event: EpochEnd, device: torch.device) -> None:
+        """Call the callbacks in order until one stops the run; a stop on any rank stops all."""
+        stop = False
+        for callback in self.callbacks:
+            try:
+                if callback(event):
+                    stop, run.stop_reason = True, f"callback {getattr(callback, '__name__', callback)!r} returned True"
+            except StopTraining as signal:
+                stop, run.stop_reason = True, str(signal) or "StopTraining"
+            if stop:
+                break
+        flag = torch.tensor([1.0 if stop else 0.0], device=device if device.type == "cuda" else "cpu")
+        if self.ctx.all_reduce_max(flag).item() > 0:
+            run.stopped_early = True
+            run.stop_reason = run.stop_reason or "stopped by a callback on another rank"
+
+    def _finish(self, run: "_Run", history: List[Dict[str, Any]], wall_start: float,
+                device: torch.device) -> TrainResult:
+        """Final test metrics (relaxed, train mode, discrete, through both netlists), the outputs."""
+        c, ctx, model = self.config, self.ctx, run.model
+        x_test, y_test = run.test_data
         epochs_completed = len(history)
-
-        # ---- final test evaluation
         model.eval()
         test_relaxed = evaluate(model, x_test, y_test, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
         relaxations = {m.relaxation for m in model.modules() if is_gate_logit_module(m) and hasattr(m, "relaxation")}
@@ -660,7 +369,7 @@ class Trainer:
                                                   ctx=ctx)
         test_discrete = evaluate(model, x_test, y_test, relaxed=False, batch_size=c.eval_batch_size, ctx=ctx,
                                  return_scores=not ctx.enabled)
-        (netlist, simplified), gate_stats = _netlist_stats(model)
+        (netlist, simplified), gate_stats = netlist_stats(model)
         train_seconds = float(sum(h["train_seconds"] for h in history))
         train_images = float(sum(h["train_images"] for h in history))
         metrics: Dict[str, Any] = {
@@ -679,7 +388,7 @@ class Trainer:
             "images_per_second": train_images / train_seconds if train_seconds > 0 else 0.0,
             "world_size": ctx.world_size,
             "device": str(device),
-            "stopped_early": stopped_early,
+            "stopped_early": run.stopped_early,
             "history": history,
         }
         mismatch = None
@@ -693,13 +402,13 @@ class Trainer:
             if self.plot and history:
                 from .plot import plot_curves
 
-                plot_curves(history, self.out_dir / "curves.png", eval_split=eval_split)
+                plot_curves(history, self.out_dir / "curves.png", eval_split=run.eval_split)
         ctx.barrier()
         if mismatch:
             raise RuntimeError(mismatch)
         return TrainResult(config=c, metrics=metrics, history=history, model=model, netlist=netlist,
-                           out_dir=self.out_dir, epochs_completed=epochs_completed, stopped_early=stopped_early,
-                           stop_reason=stop_reason)
+                           out_dir=self.out_dir, epochs_completed=epochs_completed, stopped_early=run.stopped_early,
+                           stop_reason=run.stop_reason)
 
     def _check_netlists(self, model, netlist, simplified, x_test, y_test, metrics, reference=None) -> Optional[str]:
         """Score the test set through both netlists; they must equal the eval model's scores."""
@@ -709,7 +418,7 @@ class Trainer:
                                  return_scores=True)["scores"]
         reference = reference.numpy()
         feed = netlist_feed(model)
-        x_np = torch.cat([feed(_as_float(x_test[i:i + c.eval_batch_size].clone()).cpu())
+        x_np = torch.cat([feed(as_float(x_test[i:i + c.eval_batch_size].clone()).cpu())
                           for i in range(0, x_test.shape[0], c.eval_batch_size)]).numpy().astype(np.float32)
         labels = y_test.cpu().numpy()
         problems = []
@@ -728,9 +437,9 @@ class Trainer:
         train_model.train()
         bar = None
         if self.progress and ctx.is_main:
-            from tqdm.auto import tqdm
+            from ..progress import progress_bar
 
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{c.epochs}", unit="step", dynamic_ncols=True)
+            bar = progress_bar(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{c.epochs}", unit="step")
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count (global)
         per_step_t = c.temperature_step == "step" and c.temperature_schedule != "constant"
         sync_device = device if device.type == "cuda" else torch.device("cpu")

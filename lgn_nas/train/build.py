@@ -1,0 +1,148 @@
+"""Building what a training run trains: the model from its config, its encoders, the optimizer's groups.
+
+``build_model(config, num_classes=..., input_shape=...)`` is ``timm.create_model`` with the data set's
+classes and input filled in; ``load_run(dir)`` rebuilds a finished ``lgn-nas train`` run; the name
+checks refuse unknown models and data sets before anything is loaded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..models._optim import is_gate_logit_module
+from .config import TrainConfig
+
+__all__ = ["fit_encoders", "make_param_groups", "known_dataset", "check_model_name", "check_names", "build_model",
+           "load_run", "model_temperature"]
+
+
+def fit_encoders(model: nn.Module, x_train: torch.Tensor, *, max_images: int = 10_000) -> int:
+    """Fit every distributive ``Thermometer`` in ``model`` to the training images; returns how many.
+
+    The thresholds become per-channel quantiles of (at most ``max_images`` of) ``x_train``, the same on
+    every rank because the images are the first ones of the split. Uint8 images are scaled to [0, 1].
+    """
+    from ..layers import Thermometer
+
+    encoders = [m for m in model.modules() if isinstance(m, Thermometer) and m.method == "distributive"]
+    if encoders:
+        sample = x_train[:max_images]
+        sample = sample.float() / 255.0 if sample.dtype == torch.uint8 else sample.float()
+        for encoder in encoders:
+            if encoder.in_channels == sample.shape[1]:
+                encoder.fit(sample)
+    return len(encoders)
+
+
+def make_param_groups(model: nn.Module, weight_decay: float, *, decay_gate_logits: bool = False) -> List[Dict[str, Any]]:
+    """Optimizer parameter groups: gate logits, other decayed weights, non-decayed biases/norms.
+
+    Gate logits (all parameters of lgn-nas layers) get ``weight_decay`` only if ``decay_gate_logits``;
+    other parameters follow timm's rule (no decay for 1-d tensors and biases). Empty groups are
+    dropped. Each group has a ``name`` for inspection.
+    """
+    gate, decay, no_decay = [], [], []
+    seen = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            if is_gate_logit_module(module):
+                gate.append(param)
+            elif param.ndim <= 1 or name.endswith("bias"):
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    groups = [
+        {"name": "gate_logits", "params": gate, "weight_decay": weight_decay if decay_gate_logits else 0.0},
+        {"name": "decay", "params": decay, "weight_decay": weight_decay},
+        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+def known_dataset(name: str) -> bool:
+    from ..data import list_datasets
+
+    key = str(name).lower().replace("-", "_")
+    known = list_datasets()
+    return key in known or key in {k.replace("_", "") for k in known}
+
+
+def check_model_name(name: str) -> None:
+    """Raise ``ValueError`` listing the registered LGN models if ``name`` is not one."""
+    import timm
+
+    import lgn_nas  # noqa: F401  (registers the models)
+
+    known_models = timm.list_models("lgn*")
+    if name not in known_models:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(known_models)}")
+
+
+def check_names(config: TrainConfig) -> None:
+    """Raise ``ValueError`` listing the known names if the model or data set is unknown."""
+    from ..data import list_datasets
+
+    check_model_name(config.model)
+    if not known_dataset(config.dataset):
+        raise ValueError(f"unknown dataset {config.dataset!r}; known: {', '.join(list_datasets())}")
+
+
+def build_model(config: TrainConfig, *, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
+    """``timm.create_model(config.model, **kwargs)`` with the data set's classes/channels filled in."""
+    import timm
+
+    import lgn_nas  # noqa: F401
+
+    kwargs = dict(config.model_kwargs)
+    kwargs.setdefault("num_classes", num_classes)
+    kwargs.setdefault("in_chans", int(input_shape[0]))
+    try:
+        cfg = timm.models.get_pretrained_cfg(config.model)
+        default_hw = tuple(cfg.input_size[1:]) if cfg is not None and cfg.input_size else None
+    except Exception:  # noqa: BLE001 - a model without cfg simply gets no img_size default
+        default_hw = None
+    if default_hw is not None and default_hw != tuple(input_shape[1:]):
+        kwargs.setdefault("img_size", list(input_shape[1:]))
+    try:
+        return timm.create_model(config.model, **kwargs)
+    except TypeError as error:  # an unknown keyword in model_kwargs
+        raise ValueError(f"cannot build {config.model} with model_kwargs {config.model_kwargs}: {error}") from None
+
+
+def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[nn.Module, TrainConfig]:
+    """The trained model (in eval mode) and the config of a ``lgn-nas train`` output directory.
+
+    The relaxation temperature is the one training ended with (a temperature schedule's last value),
+    so the relaxed model scores as it did at the end of the run.
+    """
+    from ..data import _spec
+    from .checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoint.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a training run directory: {path.name} is missing")
+    checkpoint = load_checkpoint(path, device=device)
+    config = TrainConfig.from_dict(checkpoint["meta"]["config"])
+    spec = _spec(config.dataset)
+    model = build_model(config, num_classes=spec.num_classes, input_shape=spec.input_shape)
+    model.load_state_dict(checkpoint["model"])
+    history = checkpoint["meta"].get("history") or []
+    temperature = history[-1].get("temperature") if history else None
+    set_temperature = getattr(model, "set_temperature", None)
+    if temperature is not None and set_temperature is not None:
+        set_temperature(temperature)
+    return model.to(device).eval(), config
+
+
+def model_temperature(model: nn.Module) -> Optional[float]:
+    for module in model.modules():
+        if is_gate_logit_module(module) and hasattr(module, "temperature"):
+            return float(module.temperature)
+    return None

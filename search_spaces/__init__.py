@@ -7,13 +7,15 @@
 - Objectives and profilers: :class:`Objective` (discrete accuracy, simplified gates, logic depth,
   measured TVM latency; gate budgets as Optuna constraints; pruning), :func:`measure_latency`.
 - Studies: :func:`open_study` (create or resume; checks the objectives), :func:`run_search` (what
-  ``lgn-nas search`` runs), :func:`pareto_table`, :func:`plot_pareto`, :func:`export_trial`.
+  ``lgn-nas search`` runs, on a :class:`SearchConfig` checked once), :func:`pareto_table`,
+  :func:`plot_pareto`, :func:`export_trial`.
 - Storage: :func:`open_storage` (journal file by default, PostgreSQL/MySQL/SQLite with heartbeats and
   retry of a dead worker's trial), :func:`mask_url`.
 
 Heavy imports (optuna's samplers, torch, TVM) happen inside the functions that need them.
 """
-from .genome import GenomeError, build_model, raw_gate_count, validate_genome
+from .config import SearchConfig
+from .genome import Genome, GenomeError, build_model, raw_gate_count, validate_genome
 from .objectives import OBJECTIVES, Objective, measure_latency, parse_objectives, train_genome
 from .spaces import BaseSpace, ConvSpace, DenseSpace, HybridSpace, get_space, list_spaces, register_space
 from .storage import DEFAULT_JOURNAL, StorageError, mask_url, open_storage
@@ -24,7 +26,7 @@ from .study import (
 
 __all__ = [
     "list_spaces", "get_space", "register_space", "BaseSpace", "DenseSpace", "ConvSpace", "HybridSpace",
-    "GenomeError", "validate_genome", "build_model", "raw_gate_count",
+    "Genome", "GenomeError", "validate_genome", "build_model", "raw_gate_count", "SearchConfig",
     "OBJECTIVES", "parse_objectives", "Objective", "measure_latency", "train_genome",
     "DEFAULT_JOURNAL", "StorageError", "mask_url", "open_storage",
     "SAMPLERS", "PRUNERS", "open_study", "make_sampler", "make_pruner", "pareto_trials", "best_trial",

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any, Dict, Mapping
 
-__all__ = ["GenomeError", "validate_genome", "build_model", "raw_gate_count", "genome_model_kwargs"]
+__all__ = ["Genome", "GenomeError", "validate_genome", "build_model", "raw_gate_count", "genome_model_kwargs"]
 
 # Keyword arguments every LGN model family accepts, with the JSON type expected.
 _COMMON_KEYS: Dict[str, tuple] = {
@@ -37,6 +37,11 @@ class GenomeError(ValueError):
     """A genome that is not plain data, names an unknown model or breaks the model's constraints."""
 
 
+class Genome(dict):
+    """A genome :func:`validate_genome` has checked: a plain dict in every other way (JSON, storage,
+    ``dict(genome)``), which the functions here take without checking it again."""
+
+
 def _family(model_name: str) -> str:
     import timm
 
@@ -59,21 +64,28 @@ def genome_model_kwargs(genome: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in genome.items() if k != "model"}
 
 
-def validate_genome(genome: Mapping[str, Any], *, build: bool = True) -> Dict[str, Any]:
-    """Return a JSON-clean copy of ``genome`` or raise :class:`GenomeError` naming the bad key/value.
+def validate_genome(genome: Mapping[str, Any], *, build: bool = True) -> Genome:
+    """Return a JSON-clean copy of ``genome`` (a :class:`Genome`) or raise :class:`GenomeError` naming
+    the bad key/value.
 
     Checks: a dict with a registered ``model``; known keys for that model family with JSON values of
     the right type; finite positive numbers; and (``build=True``) that the model really builds with
     these arguments (image too small for the stages, head width narrower than the classes,
-    groups that do not divide the channels, ...), reporting the model's own message.
+    groups that do not divide the channels, ...), reporting the model's own message. A :class:`Genome`
+    is returned as it is (checked once); ``build=True`` still builds it. The search checks a trial's
+    genome with ``build=False`` in its space and builds the model once, to train it.
     """
+    if isinstance(genome, Genome):
+        if build:
+            build_model(genome)
+        return genome
     if not isinstance(genome, Mapping):
         raise GenomeError(f"a genome must be a dict, got {type(genome).__name__}")
     if "model" not in genome or not isinstance(genome["model"], str):
         raise GenomeError(f"genome key 'model' must be a timm model name (str), got {genome.get('model')!r}")
     family = _family(genome["model"])
     allowed = dict(_COMMON_KEYS, **_FAMILY_KEYS[family])
-    clean: Dict[str, Any] = {"model": genome["model"]}
+    clean = Genome(model=genome["model"])
     for key, value in genome.items():
         if key == "model":
             continue
@@ -97,18 +109,20 @@ def validate_genome(genome: Mapping[str, Any], *, build: bool = True) -> Dict[st
             raise GenomeError(f"genome key {key!r}: value {value!r} is not JSON data") from error
         clean[key] = value
     if build:
-        build_model(clean, _validated=True)
+        build_model(clean)
     return clean
 
 
-def build_model(genome: Mapping[str, Any], *, _validated: bool = False, **overrides: Any):
-    """``timm.create_model(genome["model"], **kwargs)``; a constraint violation raises :class:`GenomeError`."""
+def build_model(genome: Mapping[str, Any], **overrides: Any):
+    """``timm.create_model(genome["model"], **kwargs)``; a constraint violation raises :class:`GenomeError`.
+
+    ``genome`` is checked first unless it is a :class:`Genome` (checked already).
+    """
     import timm
 
     import lgn_nas  # noqa: F401
 
-    if not _validated:
-        genome = validate_genome(genome, build=False)
+    genome = validate_genome(genome, build=False)
     kwargs = dict(genome_model_kwargs(genome), **overrides)
     try:
         return timm.create_model(genome["model"], **kwargs)
@@ -132,7 +146,7 @@ def raw_gate_count(genome: Mapping[str, Any], *, model: Any = None) -> int:
         return int(width * genome["depth"] if isinstance(width, int) else sum(width))
     if family == "HybridLGN" and "head_widths" in genome:
         return int(sum(genome["head_widths"]))
-    model = model if model is not None else build_model(genome, _validated=True)
+    model = model if model is not None else build_model(genome)
     if hasattr(model, "gate_count"):
         return int(model.gate_count()["total"])
     if family == "LogicDenseNet":

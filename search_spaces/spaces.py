@@ -3,7 +3,8 @@
 Each space is a small class with keyword-only bounds (defaults sized for a 2-core CPU and 28x28
 images; widen them on bigger machines) whose ``__call__`` asks the trial for parameters with names
 that say what they are (``depth``, ``width_0``, ``tree_depth_1``, ``gumbel_tau``, ...) and returns a
-validated genome. Conditional parameters are plain control flow: ``gumbel_tau`` exists only for
+validated genome (its data checked; the model's own constraints are checked where it is built, once:
+``build_model(genome)``, which the search does for each trial). Conditional parameters are plain control flow: ``gumbel_tau`` exists only for
 Gumbel relaxations, ``width_i`` only for layers that exist, ``thresholds`` only with several bits.
 
 ``get_space(name, **bounds)`` builds one by name; ``list_spaces()`` lists the names;
@@ -169,8 +170,9 @@ class BaseSpace:
                                  step=self.num_classes)
 
     def finish(self, genome: Dict[str, Any]) -> Dict[str, Any]:
+        """The genome with the model name, data shape and seed, checked as data (:class:`Genome`)."""
         genome = {"model": self.model, **genome, **self.data_kwargs(), "seed": self.seed}
-        return validate_genome(genome)
+        return validate_genome(genome, build=False)
 
     def __call__(self, trial: Any) -> Dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -106,10 +106,10 @@ def test_killed_worker_trial_is_retried_once(postgres_url, tmp_path):
             if b is None:
                 b = _worker(postgres_url, tmp_path / "b", tmp_path, trials)
             for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                # Kill only once the genome is complete (every parameter suggested): killing A mid-suggestion
-                # leaves a trial with part of its parameters, which its retry cannot equal.
+                # Kill only once every parameter is suggested (the genome, then the learning rate): killing A
+                # mid-suggestion leaves a trial with part of its parameters, which its retry cannot equal.
                 if (t.user_attrs.get("worker", "").endswith(f":{a.pid}") and "genome" in t.user_attrs
-                        and b is not None):
+                        and "lr" in t.params and b is not None):
                     victim = t
         assert victim is not None, "worker A never started a trial"
         os.kill(a.pid, signal.SIGKILL)  # a trial takes several seconds: A dies while training it

@@ -330,7 +330,8 @@ def _set_tvm_threads(threads: int) -> None:
 
 
 def compile_netlist(netlist: Any, *, target: Optional[dict] = None, threads: Optional[int] = None,
-                    input_dtype: str = "uint8", tile_words: Optional[int] = None) -> CompiledNetlist:
+                    input_dtype: str = "uint8", tile_words: Optional[int] = None,
+                    simplify: bool = True) -> CompiledNetlist:
     """Compile ``netlist`` for the CPU; returns a :class:`CompiledNetlist`.
 
     ``netlist``: an ``lgn_nas`` Netlist (read duck-typed: ``encoding.{kind,input_shape,thresholds}``,
@@ -340,7 +341,8 @@ def compile_netlist(netlist: Any, *, target: Optional[dict] = None, threads: Opt
     ``target``: TVM target dict (default: LLVM for this CPU). ``threads``: parallel tiles (default
     ``TVM_NUM_THREADS`` or ``torch.get_num_threads()``). ``input_dtype``: the kernel compiled now
     ("uint8" or "float32"); the other is compiled on first use. ``tile_words``: 64-sample words per
-    tile (default 8, or 4 when the activations would not fit in half the L2 cache).
+    tile (default 8, or 4 when the activations would not fit in half the L2 cache). ``simplify=False``:
+    the netlist is simplified already (the search's trials are), so its ``simplify()`` is not run again.
     """
     if input_dtype not in _INPUT_DTYPES:
         raise ValueError(f"input_dtype = {input_dtype!r}, expected one of {_INPUT_DTYPES}")
@@ -351,7 +353,7 @@ def compile_netlist(netlist: Any, *, target: Optional[dict] = None, threads: Opt
     if tile_words is not None and tile_words not in (1, 2, 4, 8, 16, 32):
         raise ValueError(f"tile_words = {tile_words!r}, expected one of 1, 2, 4, 8, 16, 32")
     arrays = netlist_arrays(netlist)  # validates the original (refuses bad nets before simplifying)
-    if hasattr(netlist, "simplify") and not isinstance(netlist, NetlistArrays):
+    if simplify and hasattr(netlist, "simplify") and not isinstance(netlist, NetlistArrays):
         simplified = netlist.simplify()
         simplified = simplified[0] if isinstance(simplified, tuple) else simplified
         arrays = netlist_arrays(simplified)

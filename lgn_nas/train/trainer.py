@@ -68,6 +68,7 @@ class TrainResult:
     epochs_completed: int
     stopped_early: bool
     stop_reason: Optional[str] = None
+    simplified_netlist: Any = None  # netlist.simplify()[0]: what metrics["gates"] counts and netlist.lgn holds
 
 
 # --------------------------------------------------------------------------- trainer
@@ -87,6 +88,22 @@ class _Run:
     test_data: tuple
     stopped_early: bool = False
     stop_reason: Optional[str] = None
+    netlists: Optional[tuple] = None  # ((netlist, simplified), gate stats, state) of the last scored model
+
+
+def _state_key(model: nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer of ``model`` is replaced or changed in place (so a
+    netlist derived from it can be reused exactly as long as the key stays the same)."""
+    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
+def _netlists(run: "_Run") -> tuple:
+    """``((netlist, simplified), gate_stats)`` of the run's model, reusing the last ones while the model
+    is unchanged (the last epoch's serve the final metrics)."""
+    key = _state_key(run.model)
+    if run.netlists is None or run.netlists[2] != key:
+        run.netlists = (*netlist_stats(run.model), key)
+    return run.netlists[0], run.netlists[1]
 
 
 # --------------------------------------------------------------------------- trainer
@@ -103,6 +120,9 @@ class Trainer:
       epoch, atomically), and at the end ``metrics.json``, ``netlist.lgn`` (simplified netlist) and
       ``curves.png``. ``resume=True`` continues from the checkpoint there, if any.
     - ``data``: a preloaded :class:`~lgn_nas.data.DatasetSplits` (the search reuses one per process).
+    - ``model``: the model to train, freshly built from ``config`` as :func:`~lgn_nas.train.build_model`
+      builds it (right after ``torch.manual_seed(config.seed)``), so a caller that built it already
+      (the search builds each trial's model once, to validate its genome) does not build another.
     - ``progress``: a tqdm bar per epoch on rank 0; one line per epoch where stderr is not a terminal
       (:func:`lgn_nas.progress.progress_bar`).
     - Subclasses may override :meth:`compute_loss`.
@@ -118,6 +138,7 @@ class Trainer:
             progress: bool = False,
             data: Any = None,
             plot: bool = True,
+            model: Optional[nn.Module] = None,
     ) -> None:
         config.validate()
         self.config = config
@@ -128,6 +149,7 @@ class Trainer:
         self.data = data
         self.plot = plot
         self.global_step = 0
+        self._given_model = model
         self.model: Optional[nn.Module] = None  # the (unwrapped) model, once fit() has built it
         self.optimizer = None
 
@@ -229,7 +251,9 @@ class Trainer:
             eval_split, (x_eval, y_eval) = "test", (x_test, y_test)
 
         torch.manual_seed(c.seed)
-        model = build_model(c, num_classes=splits.num_classes, input_shape=splits.input_shape)
+        model = self._given_model
+        if model is None:
+            model = build_model(c, num_classes=splits.num_classes, input_shape=splits.input_shape)
         fit_encoders(model, x_train)  # before the move; a resumed run loads the saved thresholds over these
         model = model.to(device)
         self.model = model
@@ -322,7 +346,7 @@ class Trainer:
         c, ctx, split = self.config, self.ctx, run.eval_split
         x_eval, y_eval = run.eval_data
         relaxed = evaluate(run.model, x_eval, y_eval, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
-        (netlist, _), gate_stats = netlist_stats(run.model)
+        (netlist, _), gate_stats = _netlists(run)
         # The netlist computes exactly the eval model (checked on the test set at the end) and is
         # far faster than the torch eval forward, so per-epoch discrete accuracy goes through it.
         discrete = evaluate_netlist(netlist, x_eval, y_eval, ctx=ctx, feed=netlist_feed(run.model))
@@ -369,7 +393,7 @@ class Trainer:
                                                   ctx=ctx)
         test_discrete = evaluate(model, x_test, y_test, relaxed=False, batch_size=c.eval_batch_size, ctx=ctx,
                                  return_scores=not ctx.enabled)
-        (netlist, simplified), gate_stats = netlist_stats(model)
+        (netlist, simplified), gate_stats = _netlists(run)
         train_seconds = float(sum(h["train_seconds"] for h in history))
         train_images = float(sum(h["train_images"] for h in history))
         metrics: Dict[str, Any] = {
@@ -408,7 +432,7 @@ class Trainer:
             raise RuntimeError(mismatch)
         return TrainResult(config=c, metrics=metrics, history=history, model=model, netlist=netlist,
                            out_dir=self.out_dir, epochs_completed=epochs_completed, stopped_early=run.stopped_early,
-                           stop_reason=run.stop_reason)
+                           stop_reason=run.stop_reason, simplified_netlist=simplified)
 
     def _check_netlists(self, model, netlist, simplified, x_test, y_test, metrics, reference=None) -> Optional[str]:
         """Score the test set through both netlists; they must equal the eval model's scores."""
@@ -512,7 +536,8 @@ def fit(
         progress: bool = False,
         data: Any = None,
         plot: bool = True,
+        model: Optional[nn.Module] = None,
 ) -> TrainResult:
     """Train ``config`` and return a :class:`TrainResult` (see :class:`Trainer` for the arguments)."""
     return Trainer(config, callbacks=callbacks, out_dir=out_dir, resume=resume, progress=progress, data=data,
-                   plot=plot).fit()
+                   plot=plot, model=model).fit()

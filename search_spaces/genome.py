@@ -8,29 +8,54 @@ simplification after training can only remove gates, so it is an upper bound of 
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
-from typing import Any, Dict, Mapping
+from collections import abc
+from typing import Any, Dict, Mapping, Tuple, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["Genome", "GenomeError", "validate_genome", "build_model", "raw_gate_count", "genome_model_kwargs"]
+__all__ = ["Genome", "GenomeError", "validate_genome", "build_model", "raw_gate_count", "genome_model_kwargs",
+           "genome_schema"]
 
-# Keyword arguments every LGN model family accepts, with the JSON type expected.
-_COMMON_KEYS: Dict[str, tuple] = {
-    "num_classes": (int,), "in_chans": (int,), "img_size": (int, list), "input_bits": (int,),
-    "thresholds": (str,), "connectivity": (str,), "relaxation": (str,), "parametrization": (str,),
-    "init": (str,), "temperature": (int, float), "group_tau": (int, float), "drop_rate": (int, float),
-    "backend": (str,), "seed": (int, type(None)), "global_pool": (str,),
-}
-_FAMILY_KEYS: Dict[str, Dict[str, tuple]] = {
-    "LogicDenseNet": {"depth": (int,), "width": (int, list), "input_crop": (int, list, type(None))},
-    "LogicTreeNet": {
-        "channels": (list,), "kernel_size": (int, list), "padding": (int, list), "tree_depth": (int, list),
-        "channels_per_tree": (int,), "groups": (int, list), "head_widths": (list,),
-    },
-    "HybridLGN": {
-        "backbone": (str,), "feature_index": (int,), "head_widths": (list,), "backbone_kwargs": (dict, type(None)),
-    },
-}
+# The model family of each name prefix; a family's genome keys are its constructor's JSON arguments.
+_FAMILIES = {"lgn_dense": "LogicDenseNet", "lgn_conv": "LogicTreeNet", "lgn_hybrid": "HybridLGN"}
+
+
+def _json_types(annotation: Any) -> Tuple[type, ...]:
+    """The JSON types a value of ``annotation`` may have; ``()`` if some member is not JSON data."""
+    if annotation is type(None):
+        return (type(None),)
+    if get_origin(annotation) is Union:
+        members = [_json_types(arg) for arg in get_args(annotation)]
+        return () if not all(members) else tuple(dict.fromkeys(t for m in members for t in m))
+    origin = get_origin(annotation) or annotation
+    for python, json_types in ((bool, (bool,)), (int, (int,)), (float, (int, float)), (str, (str,))):
+        if origin is python:
+            return json_types
+    if isinstance(origin, type) and issubclass(origin, (list, tuple, abc.Sequence)) and origin is not str:
+        return (list,)
+    if isinstance(origin, type) and issubclass(origin, (dict, abc.Mapping)):
+        return (dict,)
+    return ()
+
+
+@functools.lru_cache(maxsize=None)
+def genome_schema(family: str) -> Dict[str, Tuple[type, ...]]:
+    """The genome keys of ``family`` (a model class name) and their JSON types: the keyword arguments of
+    its constructor that take JSON data (not ``device``/``dtype``), and the strategies of
+    :class:`lgn_nas.layers.LogicSpec` (its ``**strategies``)."""
+    import lgn_nas.models
+    from lgn_nas.layers.spec import STRATEGIES
+
+    cls = getattr(lgn_nas.models, family)
+    hints = get_type_hints(cls.__init__)
+    schema: Dict[str, Tuple[type, ...]] = {}
+    for name, parameter in inspect.signature(cls.__init__).parameters.items():
+        if parameter.kind is parameter.KEYWORD_ONLY and _json_types(hints.get(name, Any)):
+            schema[name] = _json_types(hints[name])
+    schema.update(STRATEGIES)
+    return schema
 
 
 class GenomeError(ValueError):
@@ -50,12 +75,9 @@ def _family(model_name: str) -> str:
     known = timm.list_models("lgn*")
     if model_name not in known:
         raise GenomeError(f"genome key 'model': unknown model {model_name!r}; known: {', '.join(known)}")
-    if model_name.startswith("lgn_dense"):
-        return "LogicDenseNet"
-    if model_name.startswith("lgn_conv"):
-        return "LogicTreeNet"
-    if model_name.startswith("lgn_hybrid"):
-        return "HybridLGN"
+    for prefix, family in _FAMILIES.items():
+        if model_name.startswith(prefix):
+            return family
     raise GenomeError(f"genome key 'model': {model_name!r} belongs to no searchable family")
 
 
@@ -84,7 +106,7 @@ def validate_genome(genome: Mapping[str, Any], *, build: bool = True) -> Genome:
     if "model" not in genome or not isinstance(genome["model"], str):
         raise GenomeError(f"genome key 'model' must be a timm model name (str), got {genome.get('model')!r}")
     family = _family(genome["model"])
-    allowed = dict(_COMMON_KEYS, **_FAMILY_KEYS[family])
+    allowed = genome_schema(family)
     clean = Genome(model=genome["model"])
     for key, value in genome.items():
         if key == "model":
@@ -146,8 +168,10 @@ def raw_gate_count(genome: Mapping[str, Any], *, model: Any = None) -> int:
         return int(width * genome["depth"] if isinstance(width, int) else sum(width))
     if family == "HybridLGN" and "head_widths" in genome:
         return int(sum(genome["head_widths"]))
+    from lgn_nas.models import LogicTreeNet
+
     model = model if model is not None else build_model(genome)
-    if hasattr(model, "gate_count"):
+    if isinstance(model, LogicTreeNet):
         return int(model.gate_count()["total"])
     if family == "LogicDenseNet":
         return int(sum(model.widths))

@@ -76,12 +76,14 @@ def netlist_inputs(model: Any, x: Any) -> np.ndarray:
     """What the model's netlist reads for images ``x``: the images, or a hybrid's head features."""
     import torch
 
-    if hasattr(model, "head_input"):
+    from lgn_nas.interfaces import HasLogicHead
+
+    if isinstance(model, HasLogicHead):
         model.eval()
         with torch.no_grad():
             xf = x.float().div(255.0) if x.dtype == torch.uint8 else x
             return model.head_input(xf).numpy().astype(np.float32)
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def measure_latency(netlist: Any, inputs: np.ndarray, *, threads: int = 1, repeats: int = 3,

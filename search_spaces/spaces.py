@@ -23,7 +23,6 @@ __all__ = ["BaseSpace", "DenseSpace", "ConvSpace", "HybridSpace", "register_spac
 
 _SPACES: Dict[str, Type["BaseSpace"]] = {}
 
-GUMBEL_RELAXATIONS = ("gumbel_soft", "gumbel_st")
 
 
 def register_space(name: str) -> Callable[[Type["BaseSpace"]], Type["BaseSpace"]]:
@@ -150,7 +149,9 @@ class BaseSpace:
         genome["connectivity"] = self._categorical(trial, "connectivity", self.connectivity)
         relaxation = self._categorical(trial, "relaxation", self.relaxation)
         genome["relaxation"] = relaxation
-        if relaxation in GUMBEL_RELAXATIONS:
+        from lgn_nas.layers.relaxations import STOCHASTIC_RELAXATIONS  # the Gumbel ones: their noise has a temperature
+
+        if relaxation in STOCHASTIC_RELAXATIONS:
             genome["temperature"] = trial.suggest_float("gumbel_tau", *self.gumbel_tau, log=True)
         genome["parametrization"] = self._categorical(trial, "parametrization", self.parametrization)
         genome["init"] = self._categorical(trial, "init", self.init)

@@ -9,6 +9,7 @@ exactly as the eval model (a mismatch raises ``RuntimeError``: a discretisation 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.logic import logic_layers, set_temperature
 from ..models._optim import is_gate_logit_module
 from .augment import random_crop, random_hflip, random_shift
 from .build import (build_model, check_model_name, check_names, fit_encoders, load_run, make_param_groups,
@@ -278,12 +280,11 @@ class Trainer:
 
         t_model = model_temperature(model)
         self._t_start = c.temperature_start if c.temperature_start is not None else t_model
-        set_temperature = getattr(model, "set_temperature", None)
         scheduled = c.temperature_schedule != "constant" or c.temperature_start is not None
-        if scheduled and (set_temperature is None or self._t_start is None):
-            raise ValueError(f"model {c.model} has no temperature to schedule (no set_temperature)")
-        return _Run(model=model, optimizer=optimizer, scheduler=scheduler, loader=loader,
-                    steps_per_epoch=steps_per_epoch, set_temperature=set_temperature if scheduled else None,
+        if scheduled and (t_model is None or self._t_start is None):
+            raise ValueError(f"model {c.model} has no temperature to schedule (no logic layers)")
+        return _Run(model=model, optimizer=optimizer, scheduler=scheduler, loader=loader, steps_per_epoch=steps_per_epoch,
+                    set_temperature=functools.partial(set_temperature, model) if scheduled else None,
                     eval_split=eval_split, eval_data=(x_eval, y_eval), test_data=(x_test, y_test))
 
     def _resume_or_start(self, run: "_Run", device: torch.device) -> List[Dict[str, Any]]:
@@ -385,7 +386,7 @@ class Trainer:
         epochs_completed = len(history)
         model.eval()
         test_relaxed = evaluate(model, x_test, y_test, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
-        relaxations = {m.relaxation for m in model.modules() if is_gate_logit_module(m) and hasattr(m, "relaxation")}
+        relaxations = {m.relaxation for m in logic_layers(model)}
         if relaxations <= {"softmax"}:  # the training forward is the relaxed model just scored
             test_train_mode = test_relaxed
         else:
@@ -527,17 +528,7 @@ class Trainer:
         }
 
 
-def fit(
-        config: TrainConfig,
-        *,
-        callbacks: Iterable[Callback] = (),
-        out_dir: Union[str, Path, None] = None,
-        resume: bool = False,
-        progress: bool = False,
-        data: Any = None,
-        plot: bool = True,
-        model: Optional[nn.Module] = None,
-) -> TrainResult:
-    """Train ``config`` and return a :class:`TrainResult` (see :class:`Trainer` for the arguments)."""
-    return Trainer(config, callbacks=callbacks, out_dir=out_dir, resume=resume, progress=progress, data=data,
-                   plot=plot, model=model).fit()
+def fit(config: TrainConfig, **options: Any) -> TrainResult:
+    """Train ``config`` and return a :class:`TrainResult`; ``options`` are :class:`Trainer`'s keyword
+    arguments (``callbacks``, ``out_dir``, ``resume``, ``progress``, ``data``, ``plot``, ``model``)."""
+    return Trainer(config, **options).fit()

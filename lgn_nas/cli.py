@@ -189,7 +189,9 @@ def run_info(args: argparse.Namespace) -> int:
           + ("" if trained else "; training changes this") + ")")
     print(f"logic depth: {netlist.logic_depth} (as built), {simplified.logic_depth} (simplified, {state})")
     print(f"classes: {netlist.num_classes} x {netlist.group_size} outputs, GroupSum tau {netlist.tau:g}")
-    if hasattr(model, "gate_count"):
+    from .models import LogicTreeNet
+
+    if isinstance(model, LogicTreeNet):  # the conv family counts its gates by formula, two ways
         parts = model.gate_count()
         physical = ("trees", "or_pools", "dense", "total")
         print("gate count formula: " + ", ".join(f"{k} {parts[k]}" for k in physical)

@@ -26,8 +26,7 @@ def unused_gate_fraction(model_or_netlist) -> float:
     Accepts an LGN model (discretised first) or a ``Netlist``.
     """
     from .discretize import discretize
+    from .netlist import Netlist
 
-    netlist = model_or_netlist
-    if not hasattr(netlist, "unused_gate_fraction"):
-        netlist = discretize(model_or_netlist)
+    netlist = model_or_netlist if isinstance(model_or_netlist, Netlist) else discretize(model_or_netlist)
     return float(netlist.unused_gate_fraction())

@@ -9,13 +9,15 @@
   measured TVM latency; gate budgets as Optuna constraints, :func:`check_budgets`; pruning),
   :func:`measure_latency`.
 - Studies: :func:`open_study` (create or resume; checks the objectives), :func:`run_search` (what
-  ``lgn-nas search`` runs), :func:`pareto_table`, :func:`plot_pareto`, :func:`export_trial`.
+  ``lgn-nas search`` runs, on a :class:`SearchConfig` checked once), :func:`pareto_table`,
+  :func:`plot_pareto`, :func:`export_trial`.
 - Storage: :func:`open_storage` (journal file by default, PostgreSQL/MySQL/SQLite with heartbeats and
   retry of a dead worker's trial), :func:`mask_url`.
 
 Heavy imports (optuna's samplers, torch, TVM) happen inside the functions that need them.
 """
-from .genome import GenomeError, build_model, raw_gate_count, validate_genome
+from .config import SearchConfig
+from .genome import Genome, GenomeError, build_model, raw_gate_count, validate_genome
 from .objectives import OBJECTIVES, Objective, check_budgets, measure_latency, parse_objectives, train_genome
 from .spaces import (
     BaseSpace, ConvSpace, DenseSpace, HybridSpace, get_space, list_spaces, receptive_field, register_space, space_class,
@@ -30,7 +32,7 @@ from .study import (
 __all__ = [
     "list_spaces", "get_space", "register_space", "space_class", "BaseSpace", "DenseSpace", "ConvSpace", "HybridSpace",
     "TrainingSpace", "receptive_field", "check_budgets",
-    "GenomeError", "validate_genome", "build_model", "raw_gate_count",
+    "Genome", "GenomeError", "validate_genome", "build_model", "raw_gate_count", "SearchConfig",
     "OBJECTIVES", "parse_objectives", "Objective", "measure_latency", "train_genome",
     "DEFAULT_JOURNAL", "StorageError", "mask_url", "open_storage",
     "SAMPLERS", "PRUNERS", "open_study", "make_sampler", "make_pruner", "pareto_trials", "best_trial",

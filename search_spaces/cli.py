@@ -111,40 +111,18 @@ def parse_space_args(items: Optional[Sequence[str]]) -> Dict[str, Any]:
 
 def run_search_command(args: argparse.Namespace) -> int:
     """Exit codes: 0 done, 2 bad input (names, bounds, study/objective mismatch, storage), 1 other failure."""
-    from .spaces import list_spaces
-    from .storage import StorageError, mask_url, scrub, storage_kind
+    from .config import SearchConfig
+    from .storage import StorageError, mask_url, scrub
     from .study import run_search
 
     def fail(message: str, code: int = 2) -> int:
         print(f"lgn-nas search: error: {scrub(message, args.storage)}", file=sys.stderr)
         return code
 
-    if args.space not in list_spaces():
-        return fail(f"unknown search space {args.space!r}; known: {', '.join(list_spaces())}")
     try:
-        storage_kind(args.storage)
-        bounds = parse_space_args(args.space_arg)
-    except ValueError as error:
-        return fail(str(error))
-    train = {"batch_size": args.batch_size, "seed": args.seed, "val_size": args.val_size,
-             "limit_train": args.limit_train, "limit_test": args.limit_test}
-    # Options left unset come from the search's defaults and the space's model recipe (run_search).
-    train.update({field: getattr(args, dest) for dest, field in _TRAIN_FLAGS.items()
-                  if getattr(args, dest, None) is not None})
-    try:
-        run_search(space=args.space, dataset=args.dataset, trials=args.trials, epochs=args.epochs,
-                   storage=args.storage, study_name=args.study, objectives=args.objectives, timeout=args.timeout,
-                   out=args.out, space_bounds=bounds, train=train, sampler=args.sampler, pruner=args.pruner,
-                   sampler_seed=args.sampler_seed, max_gates=args.max_gates, max_raw_gates=args.max_raw_gates,
-                   prune_margin=None if args.prune_margin < 0 else args.prune_margin, prune_warmup=args.prune_warmup,
-                   reduction_factor=args.reduction_factor,
-                   lr_range=None if args.lr is not None else tuple(args.lr_range) if args.lr_range else "auto",
-                   heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                   max_retry=args.max_retry,
-                   data_root=args.data_root, progress=not args.no_progress, export=not args.no_export)
-    except StorageError as error:
-        return fail(str(error))
-    except ValueError as error:
+        config = SearchConfig.from_args(args, space_bounds=parse_space_args(args.space_arg))  # checked once
+        run_search(config)
+    except (StorageError, ValueError) as error:
         return fail(str(error))
     except FileNotFoundError as error:
         return fail(str(error), 1)

@@ -42,16 +42,22 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .genome import genome_model_kwargs, raw_gate_count, validate_genome
+from .genome import build_model, genome_model_kwargs, raw_gate_count, validate_genome
 
 __all__ = ["OBJECTIVES", "parse_objectives", "Objective", "TrialResult", "measure_latency", "netlist_inputs",
-           "train_genome", "tvm_available", "check_budgets"]
+           "train_genome", "build_trial_model", "tvm_available", "check_budgets"]
 
 OBJECTIVES: Dict[str, str] = {"acc": "maximize", "gates": "minimize", "latency": "minimize", "depth": "minimize"}
 
 
+class ObjectiveNames(tuple):
+    """Objective names :func:`parse_objectives` has checked (taken as they are when passed again)."""
+
+
 def parse_objectives(objectives: Any) -> Tuple[str, ...]:
     """``"acc,gates"`` or a sequence -> validated tuple of names (no repeats)."""
+    if isinstance(objectives, ObjectiveNames):
+        return objectives
     names = [n.strip() for n in objectives.split(",")] if isinstance(objectives, str) else list(objectives)
     names = [n for n in names if n]
     bad = [n for n in names if n not in OBJECTIVES]
@@ -59,7 +65,7 @@ def parse_objectives(objectives: Any) -> Tuple[str, ...]:
         raise ValueError(f"unknown objective(s) {bad or names!r}; known: {', '.join(OBJECTIVES)}")
     if len(set(names)) != len(names):
         raise ValueError(f"objectives repeat a name: {names}")
-    return tuple(names)
+    return ObjectiveNames(names)
 
 
 def tvm_available() -> bool:
@@ -76,25 +82,28 @@ def netlist_inputs(model: Any, x: Any) -> np.ndarray:
     """What the model's netlist reads for images ``x``: the images, or a hybrid's head features."""
     import torch
 
-    if hasattr(model, "head_input"):
+    from lgn_nas.interfaces import HasLogicHead
+
+    if isinstance(model, HasLogicHead):
         model.eval()
         with torch.no_grad():
             xf = x.float().div(255.0) if x.dtype == torch.uint8 else x
             return model.head_input(xf).numpy().astype(np.float32)
-    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def measure_latency(netlist: Any, inputs: np.ndarray, *, threads: int = 1, repeats: int = 3,
-                    batch: int = 8192) -> Dict[str, float]:
+                    batch: int = 8192, simplified: bool = False) -> Dict[str, float]:
     """Compile ``netlist`` with TVM and time it on ``inputs`` (tiled up to ``batch`` images).
 
     Returns ``latency_ns`` (best wall time per image), ``throughput`` (images/s) and
     ``compile_seconds``. Results agree bit for bit with the reference evaluator (checked on a few).
+    ``simplified``: the netlist is simplified already (a trial's), so the compiler does not do it again.
     """
     import tvm_ops
 
     start = time.perf_counter()
-    compiled = tvm_ops.compile_netlist(netlist, threads=threads)
+    compiled = tvm_ops.compile_netlist(netlist, threads=threads, simplify=not simplified)
     compile_seconds = time.perf_counter() - start
     inputs = np.asarray(inputs)
     reps = max(1, math.ceil(batch / max(1, inputs.shape[0])))
@@ -120,11 +129,13 @@ class TrialResult(dict):
 
 
 def train_genome(genome: Dict[str, Any], config: Any, data: Any,
-                 on_epoch: Callable[[int, float, Dict[str, Any]], None] = lambda *a: None) -> TrialResult:
+                 on_epoch: Callable[[int, float, Dict[str, Any]], None] = lambda *a: None, *,
+                 model: Any = None) -> TrialResult:
     """Train ``genome`` with ``config`` (a TrainConfig template: model/model_kwargs are replaced).
 
     ``on_epoch(epoch, discrete_val_acc, metrics)`` runs after every epoch and may raise (e.g.
-    ``optuna.TrialPruned``). Returns a :class:`TrialResult`.
+    ``optuna.TrialPruned``). ``model``: the genome's model, built already (:func:`build_trial_model`);
+    otherwise training builds it. Returns a :class:`TrialResult`.
     """
     from lgn_nas.train import fit
 
@@ -134,15 +145,25 @@ def train_genome(genome: Dict[str, Any], config: Any, data: Any,
     def callback(event: Any) -> None:
         on_epoch(event.epoch, float(event.metrics[f"{split}_acc_discrete"]), event.metrics)
 
-    run = fit(config, callbacks=[callback], data=data, plot=False)
+    run = fit(config, callbacks=[callback], data=data, plot=False, model=model)
     m = run.metrics
     result = TrialResult(val_acc_discrete=float(run.history[-1][f"{split}_acc_discrete"]),
                          test_acc_discrete=float(m["test_acc_discrete"]), test_acc_relaxed=float(m["test_acc_relaxed"]),
                          gates=int(m["gates"]), gates_raw=int(m["gates_raw"]), logic_depth=int(m["logic_depth"]),
                          train_seconds=float(m["train_seconds"]), epochs=int(m["epochs"]))
     result.model = run.model
-    result.netlist = run.netlist.simplify()[0]
+    result.netlist = run.simplified_netlist
     return result
+
+
+def build_trial_model(genome: Dict[str, Any], config: Any) -> Any:
+    """``genome``'s model as training ``config`` would build it (after ``torch.manual_seed(config.seed)``:
+    a hybrid's backbone draws its init from the global generator); a genome the model refuses raises
+    :class:`~search_spaces.genome.GenomeError`. A trial builds its model once, here, and trains it."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    return build_model(genome)
 
 
 # --------------------------------------------------------------------------- the objective
@@ -283,8 +304,9 @@ class Objective:
     def _run(self, trial: Any) -> Any:
         import optuna
 
-        genome = validate_genome(self.space(trial))
-        raw = raw_gate_count(genome)
+        genome = validate_genome(self.space(trial), build=False)  # a space's genome is checked already
+        model = build_trial_model(genome, self.train_config)  # the trial's one build, which checks the rest
+        raw = raw_gate_count(genome, model=model)
         trial.set_user_attr("genome", genome)
         trial.set_user_attr("gates_raw_estimate", raw)
         if self.max_raw_gates is not None and raw > self.max_raw_gates:
@@ -295,7 +317,7 @@ class Objective:
         curve: List[float] = []
         config = self.trial_config(trial, genome)
         try:
-            result = train_genome(genome, config, self.data, self._on_epoch(trial, raw, curve))
+            result = train_genome(genome, config, self.data, self._on_epoch(trial, raw, curve), model=model)
         except optuna.TrialPruned:
             raise
         except Exception as error:
@@ -309,7 +331,7 @@ class Objective:
         if "latency" in self.objectives:
             x_val = self.data.val[0] if self.data.val[0].shape[0] else self.data.test[0]
             metrics.update(measure_latency(result.netlist, netlist_inputs(result.model, x_val[:2048]),
-                                           threads=self.latency_threads))
+                                           threads=self.latency_threads, simplified=True))
         for key, value in metrics.items():
             trial.set_user_attr(key, value)
         if self.max_gates is not None:

@@ -3,7 +3,8 @@
 Each space is a small class with keyword-only bounds (defaults sized for a 2-core CPU and 28x28
 images; widen them on bigger machines) whose ``__call__`` asks the trial for parameters with names
 that say what they are (``depth``, ``width_0``, ``tree_depth_1``, ``gumbel_tau``, ...) and returns a
-validated genome. Conditional parameters are plain control flow: ``gumbel_tau`` exists only for
+validated genome (its data checked; the model's own constraints are checked where it is built, once:
+``build_model(genome)``, which the search does for each trial). Conditional parameters are plain control flow: ``gumbel_tau`` exists only for
 Gumbel relaxations, ``width_i`` only for layers that exist, ``thresholds`` only with several bits.
 
 ``get_space(name, **bounds)`` builds one by name; ``list_spaces()`` lists the names;
@@ -187,7 +188,9 @@ class BaseSpace:
         genome["connectivity"] = self._categorical(trial, "connectivity", self.connectivity)
         relaxation = self._categorical(trial, "relaxation", self.relaxation)
         genome["relaxation"] = relaxation
-        if relaxation in GUMBEL_RELAXATIONS:
+        from lgn_nas.layers.relaxations import STOCHASTIC_RELAXATIONS  # the Gumbel ones: their noise has a temperature
+
+        if relaxation in STOCHASTIC_RELAXATIONS:
             genome["temperature"] = trial.suggest_float("gumbel_tau", *self.gumbel_tau, log=True)
         genome["parametrization"] = self._categorical(trial, "parametrization", self.parametrization)
         genome["init"] = self._categorical(trial, "init", self.init)
@@ -229,9 +232,10 @@ class BaseSpace:
                                  step=self.num_classes)
 
     def finish(self, genome: Dict[str, Any]) -> Dict[str, Any]:
+        """The genome with the model name, data shape and seed, checked as data (:class:`Genome`)."""
         genome = {"model": self.model, **genome, **self.data_kwargs(), "seed": self.seed}
         self.check(genome)
-        return validate_genome(genome)
+        return validate_genome(genome, build=False)
 
     def __call__(self, trial: Any) -> Dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError

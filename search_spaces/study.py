@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from .config import SearchConfig
 from .objectives import (
     OBJECTIVES, Objective, check_budgets, parse_objectives, resolve_prune_warmup, save_trial, train_genome,
 )
@@ -353,37 +353,16 @@ def unsearched_training(bounds: Dict[str, Any], train: Dict[str, Any]) -> Dict[s
     return bounds
 
 
-def run_search(
-        *,
-        space: str,
-        dataset: str = "mnist",
-        trials: int = 20,
-        epochs: int = 1,
-        storage: Optional[str] = None,
-        study_name: Optional[str] = None,
-        objectives: Any = ("acc", "gates"),
-        timeout: Optional[float] = None,
-        out: Optional[Path] = Path("search_out"),
-        space_bounds: Optional[Dict[str, Any]] = None,
-        train: Optional[Dict[str, Any]] = None,
-        sampler: str = "tpe",
-        pruner: str = "median",
-        sampler_seed: Optional[int] = None,
-        max_gates: Optional[int] = None,
-        max_raw_gates: Optional[int] = None,
-        prune_margin: Optional[float] = 0.05,
-        prune_warmup: Optional[int] = None,
-        reduction_factor: int = 3,
-        lr_range: Any = "auto",
-        heartbeat_interval: int = 30,
-        grace_period: Optional[int] = None,
-        max_retry: Optional[int] = 3,
-        data_root: Optional[str] = None,
-        progress: bool = True,
-        export: bool = True,
-        log: Any = print,
-) -> Any:
+def run_search(config: Optional[SearchConfig] = None, /, *, log: Any = print, **settings: Any) -> Any:
     """Run (or resume) a study until it holds ``trials`` finished (complete or pruned) trials.
+
+    The settings are a :class:`~search_spaces.config.SearchConfig` (what ``lgn-nas search`` passes) or
+    its fields as keyword arguments: ``space`` (required), ``dataset``, ``trials``, ``epochs``,
+    ``storage``, ``study_name``, ``objectives``, ``timeout``, ``out``, ``space_bounds``, ``train``
+    (TrainConfig fields), ``sampler``, ``pruner``, ``sampler_seed``, ``max_gates``, ``max_raw_gates``,
+    ``prune_margin``, ``prune_warmup``, ``reduction_factor``, ``lr_range``, ``heartbeat_interval``,
+    ``grace_period``, ``max_retry``, ``data_root``, ``progress``, ``export``. They are checked once,
+    before any data is loaded or storage opened.
 
     Several workers may run this on one storage at once; together they stop at ``trials``. Returns
     the study. With ``out``: per-trial artifacts in ``out/trials``, ``out/pareto.png``,
@@ -405,61 +384,27 @@ def run_search(
     from .genome import GenomeError
     from .spaces import get_space
 
-    objectives = parse_objectives(objectives)
-    if not isinstance(trials, int) or trials < 1:
-        raise ValueError(f"trials must be a positive int, got {trials!r}")
-    prune_warmup = resolve_prune_warmup(prune_warmup, epochs)  # refused before any storage is written
-    if pruner not in PRUNERS:
-        raise ValueError(f"unknown pruner {pruner!r}; known: {', '.join(PRUNERS)}")
-    make_pruner(pruner, epochs=epochs, warmup=prune_warmup, reduction_factor=reduction_factor)  # checks the factor
-    if len(objectives) > 1 and pruner not in ("none", "median"):
-        raise ValueError(f"pruner {pruner!r} needs a single 'acc' objective (multi-objective studies prune hopeless "
-                         "trials by hand); use --pruner none")
-    from .spaces import space_class
-
-    space_cls = space_class(space)
-    if isinstance(lr_range, str):
-        if lr_range != "auto":
-            raise ValueError(f"lr_range must be LOW HIGH, None or 'auto', got {lr_range!r}")
-        lr_range = None if "lr" in (train or {}) else space_cls.default_lr_range
-    if lr_range is not None:
-        low_high = list(lr_range)
-        if (len(low_high) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low_high)
-                or not 0 < low_high[0] <= low_high[1] or not all(math.isfinite(v) for v in low_high)):
-            raise ValueError(f"lr_range must be LOW HIGH with 0 < LOW <= HIGH (searched log-uniform), got "
-                             f"{' '.join(map(str, low_high))}")
-    out = Path(out) if out is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a directory")
-    given = dict(train or {})
-    train_config = train_template(space, dataset=dataset, epochs=epochs, data_root=data_root, train=given)
-    if max_retry is not None and (not isinstance(max_retry, int) or isinstance(max_retry, bool) or max_retry < 0):
-        raise ValueError(f"max_retry must be an int >= 0 (re-runs of a dead worker's trial), got {max_retry!r}")
-    if not isinstance(heartbeat_interval, int) or isinstance(heartbeat_interval, bool) or heartbeat_interval < 1:
-        raise ValueError(f"heartbeat_interval must be a positive int (seconds), got {heartbeat_interval!r}")
-    grace = grace_period if grace_period is not None else 2 * heartbeat_interval
-    if not isinstance(grace, int) or isinstance(grace, bool) or grace <= heartbeat_interval:
-        raise ValueError(f"grace_period must be an int above heartbeat_interval {heartbeat_interval} (seconds), "
-                         f"got {grace!r}")
+    if config is None:
+        config = SearchConfig(**settings)
+    elif settings:
+        raise TypeError(f"run_search takes a SearchConfig or its fields, not both (got {', '.join(settings)})")
+    c = config
+    objectives, epochs, trials, out, train_config = c.objectives, c.epochs, c.trials, c.out, c.train_config
     # Data and space first: a bad value is refused before the storage (journal file) is created.
-    data = load_dataset(dataset, root=data_root, val_size=train_config.val_size, dtype=torch.uint8)
-    bounds = dict(space_bounds or {})
+    data = load_dataset(c.dataset, root=c.data_root, val_size=train_config.val_size, dtype=torch.uint8)
+    bounds = dict(c.space_bounds or {})
     bounds.setdefault("num_classes", data.num_classes)
     bounds.setdefault("input_shape", tuple(data.input_shape))
-    search_space = get_space(space, **unsearched_training(bounds, given))
-    check_budgets(search_space, max_gates=max_gates, max_raw_gates=max_raw_gates)
-    storage_obj = open_storage(storage, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                               max_retry=max_retry)
-    study_name = study_name or f"{space}-{data.name}-{'-'.join(objectives)}"
-    metadata = {"space": space, "dataset": data.name, "bounds": search_space.bounds(),
-                "train": {k: v for k, v in train_config.to_dict().items() if k not in ("model", "model_kwargs")},
-                "max_gates": max_gates, "max_raw_gates": max_raw_gates,
-                "lr_range": list(lr_range) if lr_range is not None else None}
-    study = open_study(study_name=study_name, storage=storage_obj, storage_url=storage, objectives=objectives,
-                       sampler=make_sampler(sampler, objectives=objectives, seed=sampler_seed),
-                       pruner=make_pruner(pruner if len(objectives) == 1 else "none", epochs=epochs,
-                                          warmup=prune_warmup, reduction_factor=reduction_factor),
-                       metadata=metadata)
+    search_space = get_space(c.space, **unsearched_training(bounds, c.train))
+    check_budgets(search_space, max_gates=c.max_gates, max_raw_gates=c.max_raw_gates)
+    storage_obj = open_storage(c.storage, heartbeat_interval=c.heartbeat_interval, grace_period=c.grace_period,
+                               max_retry=c.max_retry)
+    study_name = c.study_name or f"{c.space}-{data.name}-{'-'.join(objectives)}"
+    study = open_study(study_name=study_name, storage=storage_obj, storage_url=c.storage, objectives=objectives,
+                       sampler=make_sampler(c.sampler, objectives=objectives, seed=c.sampler_seed),
+                       pruner=make_pruner(c.pruner if len(objectives) == 1 else "none", epochs=epochs,
+                                          warmup=c.prune_warmup, reduction_factor=c.reduction_factor),
+                       metadata=c.study_settings(search_space.bounds(), data.name))
     trials_dir = out / "trials" if out is not None else None
     if trials_dir is not None:
         trials_dir.mkdir(parents=True, exist_ok=True)
@@ -467,23 +412,23 @@ def run_search(
 
     own_heartbeat = not is_heartbeat_enabled(storage_obj)
     objective = Objective(space=search_space, data=data, train_config=train_config, objectives=objectives,
-                          max_gates=max_gates, max_raw_gates=max_raw_gates, prune_margin=prune_margin,
-                          prune_warmup=prune_warmup, trial_dir=trials_dir, lr_range=lr_range,
+                          max_gates=c.max_gates, max_raw_gates=c.max_raw_gates, prune_margin=c.prune_margin,
+                          prune_warmup=c.prune_warmup, trial_dir=trials_dir, lr_range=c.lr_range,
                           training=search_space.suggest_training,
-                          heartbeat_interval=heartbeat_interval if own_heartbeat else None)
+                          heartbeat_interval=c.heartbeat_interval if own_heartbeat else None)
 
     def requeued() -> int:
-        return _requeued_trials(study, max_retry=max_retry, grace_period=grace, log=log)
+        return _requeued_trials(study, max_retry=c.max_retry, grace_period=c.grace, log=log)
 
     waiting = requeued()  # a worker killed in an earlier run left its trial RUNNING: retry it now
     done = finished_trials(study)
-    log(f"study {study_name!r} on {mask_url(storage)}: {done} of {trials} trials finished"
-        + (f", {waiting} waiting (re-queued)" if waiting else "") + f"; space {space}, "
+    log(f"study {study_name!r} on {mask_url(c.storage)}: {done} of {trials} trials finished"
+        + (f", {waiting} waiting (re-queued)" if waiting else "") + f"; space {c.space}, "
         f"objectives {','.join(objectives)}, {epochs} epoch(s) per trial")
     start = time.perf_counter()
     if done < trials or waiting:
         bar = None
-        if progress:  # a tqdm bar on a terminal, one line per finished trial in a log
+        if c.progress:  # a tqdm bar on a terminal, one line per finished trial in a log
             from lgn_nas.progress import progress_bar
 
             bar = progress_bar(total=trials, initial=done, desc=f"search {study_name}", unit="trial")
@@ -503,7 +448,7 @@ def run_search(
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         try:
-            study.optimize(objective, timeout=timeout, callbacks=[stop_and_report], catch=(GenomeError, TrainingDiverged),
+            study.optimize(objective, timeout=c.timeout, callbacks=[stop_and_report], catch=(GenomeError, TrainingDiverged),
                            gc_after_trial=True)
         finally:
             if bar is not None:
@@ -518,7 +463,7 @@ def run_search(
             log(f"Pareto plot: {png}")
         _remove_dominated_artifacts(study, trials_dir)
         best = best_trial(study)
-        if export and best is not None:
+        if c.export and best is not None:
             path = export_trial(best, out / "best", trials_dir=trials_dir, train_config=train_config, data=data)
             log(f"best trial {best.number} exported to {path} (timm.create_model('local-dir:{path}', pretrained=True) "
                 "after import lgn_nas; netlist in netlist.lgn)")

@@ -212,6 +212,32 @@ def test_margin_pruning_waits_for_the_warmup(tiny_data):
     assert make_pruner("median", epochs=5)._n_warmup_steps == 0
 
 
+def test_a_trial_builds_its_model_once_and_simplifies_its_netlist_once_per_epoch(tiny_data, monkeypatch):
+    """The space checks the genome as data; the objective builds the model once (which checks the rest),
+    counts its raw gates on it and trains it; the final metrics and the trial reuse the last epoch's
+    simplified netlist."""
+    import timm
+
+    from lgn_nas.netlist import Netlist
+
+    built, simplified = [], []
+    create, simplify = timm.create_model, Netlist.simplify
+    monkeypatch.setattr(timm, "create_model", lambda name, *a, **k: (built.append(name) if str(name).startswith(
+        "lgn") else None) or create(name, *a, **k))
+    monkeypatch.setattr(Netlist, "simplify", lambda self: simplified.append(1) or simplify(self))
+    space = get_space("conv", stages=(1, 1), channels=(2, 4), tree_depth=(1, 2), head_depth=(1, 1),
+                      head_width=(20, 40))
+    objective = Objective(space=space, data=tiny_data, train_config=_config(epochs=2, limit_train=200),
+                          objectives=("acc", "gates"))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
+    assert built == [trial.user_attrs["genome"]["model"]]
+    assert len(simplified) == 2  # one per epoch
+    assert trial.user_attrs["gates_raw_estimate"] in (trial.user_attrs["gates_raw"], trial.user_attrs["gates_raw"] - 1)
+
+
 def test_hybrid_objective_scores_the_head_netlist(tiny_data):
     space = get_space("hybrid", backbone=("resnet18",), feature_index=(1, 1), head_depth=(1, 1),
                       head_width=(20, 40), input_bits=(1,), relaxation=("softmax",))

@@ -465,3 +465,21 @@ def test_resume_with_crop_and_flip_matches_uninterrupted_run(mnist, tmp_path):
         assert torch.equal(full_state[key], resumed_state[key]), key
     plain = state_of(fit(config.replace(random_crop_padding=0, hflip=False), data=mnist, plot=False).model)
     assert not all(torch.equal(full_state[key], plain[key]) for key in full_state)  # the augmentation acted
+
+
+def test_a_model_built_already_trains_as_the_one_fit_builds_and_the_result_carries_both_netlists(mnist):
+    """fit(config, model=...) (the search's one build per trial) trains exactly as fit(config) does."""
+    from lgn_nas.train import build_model
+
+    config = tiny_config(model_kwargs=dict(TINY_KWARGS, input_bits=2, thresholds="distributive"))
+    built = fit(config, data=mnist, plot=False)
+    torch.manual_seed(config.seed)
+    model = build_model(config, num_classes=mnist.num_classes, input_shape=mnist.input_shape)
+    given = fit(config, data=mnist, plot=False, model=model)
+    assert given.model is model
+    assert given.history == [dict(h, train_seconds=g["train_seconds"], images_per_second=g["images_per_second"])
+                             for h, g in zip(built.history, given.history)]
+    for result in (built, given):
+        simplified, _ = result.netlist.simplify()
+        assert result.simplified_netlist == simplified
+        assert result.metrics["gates"] == simplified.num_gates

@@ -118,30 +118,32 @@ def test_bad_inputs_are_refused(compiled):
         tvm_ops.compile_netlist(net, threads=0)
 
 
-def _arrays(net, **change):
-    arrays = netlist_arrays(net)
-    fields = dict(arrays.__dict__)
-    fields.update(change)
-    return NetlistArrays(**fields)
-
-
 def test_bad_netlists_are_refused_before_compiling(random_netlist):
+    """The format is checked once, by lgn_nas when a Netlist is made; tvm_ops lowers its read-only view."""
     net = random_netlist(3, input_shape=(1, 4, 4), widths=(20, 20))
-    gate, in_a, in_b = (np.array(a) for a in netlist_arrays(net).layers[1])
+    view = net.arrays()
+    assert isinstance(view, NetlistArrays) and netlist_arrays(net).num_gates == net.num_gates == 40
+    assert not view.layers[1][1].flags.writeable and not view.thresholds.flags.writeable
+    gate, in_a, in_b = (np.array(a) for a in view.layers[1])
+
+    def rebuilt(layer, **head):
+        return Netlist(net.encoding, [net.layers[0], NetlistLayer(*layer)], head.get("outputs", net.outputs),
+                       num_classes=head.get("num_classes", net.num_classes), tau=net.tau)
+
     bad_index = in_a.copy()
     bad_index[3] = 10_000
     with pytest.raises(ValueError, match="in_a\\[3\\] = 10000"):
-        tvm_ops.compile_netlist(_arrays(net, layers=[netlist_arrays(net).layers[0], (gate, bad_index, in_b)]))
+        rebuilt((gate, bad_index, in_b))
     cyclic = in_b.copy()
     cyclic[0] = 16 + 20 + 5  # a gate of its own layer
     with pytest.raises(ValueError, match="in_b\\[0\\] = 41"):
-        tvm_ops.compile_netlist(_arrays(net, layers=[netlist_arrays(net).layers[0], (gate, in_a, cyclic)]))
+        rebuilt((gate, in_a, cyclic))
     unknown = gate.astype(np.int64)
     unknown[2] = 16
     with pytest.raises(ValueError, match="gate id 16"):
-        tvm_ops.compile_netlist(_arrays(net, layers=[netlist_arrays(net).layers[0], (unknown, in_a, in_b)]))
-    with pytest.raises(ValueError, match="num_classes = 3"):
-        tvm_ops.compile_netlist(_arrays(net, num_classes=3, outputs=np.arange(20, 30)))
+        rebuilt((unknown, in_a, in_b))
+    with pytest.raises(ValueError, match="num_classes \\* group_size = 3"):
+        rebuilt((gate, in_a, in_b), num_classes=3, outputs=np.arange(20, 30))
     with pytest.raises(ValueError, match="not a netlist"):
         tvm_ops.compile_netlist(object())
     with pytest.raises(ValueError, match="target"):

@@ -1,7 +1,8 @@
 """TVM kernels and lowerings for logic gate networks.
 
-Takes arrays (or a netlist object read duck-typed) and returns arrays or compiled modules; knows nothing
-of timm, Optuna or ``lgn_nas`` (dependencies point ``lgn_nas -> tvm_ops``). Importing this package is
+Takes arrays (a netlist's plain-array view, ``lgn_nas.netlist.Netlist.arrays()``, whose format lgn_nas
+checks) and returns arrays or compiled modules; imports nothing of timm, Optuna or ``lgn_nas``
+(dependencies point ``lgn_nas -> tvm_ops``; ``tests/test_repository.py`` checks it). Importing this package is
 cheap: ``import tvm`` (seconds) happens on the first compile or load.
 
 Netlist inference (bit-sliced, 64 samples per uint64 word, SIMD over words, LLVM for this CPU):

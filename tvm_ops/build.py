@@ -25,6 +25,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, NamedTuple, Optional
 
+from .atomic import atomic_write
+
 __all__ = ["host_target", "resolve_target", "cache_dir", "cached_build", "source_hash", "desired_threads", "set_num_threads", "prepare_thread_pool",
            "target_key", "CudaBuild", "cuda_build"]
 
@@ -106,15 +108,7 @@ def cached_build(name: str, key: Any, make_module: Callable[[], Any], target: di
             ex = tvm.compile(make_module(), target=target)
             if disk:
                 try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".so", dir=path.parent)
-                    os.close(fd)
-                    try:
-                        ex.export_library(tmp)
-                        os.replace(tmp, path)
-                    finally:
-                        if os.path.exists(tmp):
-                            os.unlink(tmp)
+                    atomic_write(path, ex.export_library, make_parents=True, suffix=".so")
                     mod = tvm.runtime.load_module(str(path))
                 except Exception:  # read-only or full cache dir, or no loader for the target here
                     mod = None  # keep the in-memory build

@@ -17,11 +17,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .build import set_num_threads
-from .build import resolve_target
-from .netlist_kernel import KERNEL_NAME, KernelShape, build_kernel, encode_scratch_bytes
+from .atomic import atomic_write, atomic_write_bytes
+from .build import resolve_target, set_num_threads
 from .inputs import InputError, check_domain, check_input
-from .netlist_plan import NetlistArrays, Plan, make_plan, netlist_arrays, uint8_cuts
+from .netlist_kernel import KERNEL_NAME, KernelShape, build_kernel, encode_scratch_bytes
+from .netlist_plan import NetlistSource, Plan, make_plan, netlist_arrays, uint8_cuts
 
 __all__ = ["CompiledNetlist", "compile_netlist", "load_compiled_netlist", "clear_kernel_cache"]
 
@@ -82,18 +82,6 @@ def _aligned(array: np.ndarray) -> np.ndarray:
     out = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
     out[...] = array
     return out
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _b64(array: np.ndarray) -> dict:
@@ -268,11 +256,8 @@ class CompiledNetlist:
             else:
                 module.update(part)
         executable = tvm.compile(module, target=self.target)
-        with tempfile.TemporaryDirectory(dir=str(path.parent)) as tmp:
-            lib = Path(tmp) / "lib.so"
-            executable.export_library(str(lib))
-            data = lib.read_bytes()
-        _atomic_write_bytes(path, data)
+        atomic_write(path, executable.export_library, suffix=".so")  # the library's format follows the suffix
+        data = path.read_bytes()
         plan = self.plan
         meta = {
             "format": "lgn-nas compiled netlist",
@@ -298,7 +283,7 @@ class CompiledNetlist:
             },
             "thresholds": _b64(self.thresholds),
         }
-        _atomic_write_bytes(Path(str(path) + ".json"), json.dumps(meta).encode())
+        atomic_write_bytes(Path(str(path) + ".json"), json.dumps(meta).encode())
 
 
 def _kernel_source(shape: KernelShape, **kwargs: Any) -> str:
@@ -327,17 +312,18 @@ def _set_tvm_threads(threads: int) -> None:
 
 
 def compile_netlist(netlist: Any, *, target: Optional[dict] = None, threads: Optional[int] = None,
-                    input_dtype: str = "uint8", tile_words: Optional[int] = None) -> CompiledNetlist:
+                    input_dtype: str = "uint8", tile_words: Optional[int] = None,
+                    simplify: bool = True) -> CompiledNetlist:
     """Compile ``netlist`` for the CPU; returns a :class:`CompiledNetlist`.
 
-    ``netlist``: an ``lgn_nas`` Netlist (read duck-typed: ``encoding.{kind,input_shape,thresholds}``,
-    ``layers[*].{gate,in_a,in_b}``, ``outputs``, ``num_classes``, ``tau``; if it has ``simplify()``
-    that is applied first) or a :class:`~tvm_ops.netlist_plan.NetlistArrays`. It is validated again
-    here: bad indices, cycles, unknown gates or uneven class groups raise ValueError.
+    ``netlist``: an ``lgn_nas`` Netlist (validated when it was made; lowered through its plain-array
+    view ``arrays()``, after ``simplify()`` unless ``simplify=False``) or such a view itself
+    (:class:`~tvm_ops.netlist_plan.NetlistArrays`).
     ``target``: TVM target dict (default: LLVM for this CPU). ``threads``: parallel tiles (default
     ``TVM_NUM_THREADS`` or ``torch.get_num_threads()``). ``input_dtype``: the kernel compiled now
     ("uint8" or "float32"); the other is compiled on first use. ``tile_words``: 64-sample words per
-    tile (default 8, or 4 when the activations would not fit in half the L2 cache).
+    tile (default 8, or 4 when the activations would not fit in half the L2 cache). ``simplify=False``:
+    the netlist is simplified already (the search's trials are), so its ``simplify()`` is not run again.
     """
     if input_dtype not in _INPUT_DTYPES:
         raise ValueError(f"input_dtype = {input_dtype!r}, expected one of {_INPUT_DTYPES}")
@@ -347,36 +333,21 @@ def compile_netlist(netlist: Any, *, target: Optional[dict] = None, threads: Opt
         raise ValueError(f"threads = {threads!r}, expected a positive int")
     if tile_words is not None and tile_words not in (1, 2, 4, 8, 16, 32):
         raise ValueError(f"tile_words = {tile_words!r}, expected one of 1, 2, 4, 8, 16, 32")
-    arrays = netlist_arrays(netlist)  # validates the original (refuses bad nets before simplifying)
-    if hasattr(netlist, "simplify") and not isinstance(netlist, NetlistArrays):
+    if simplify and isinstance(netlist, NetlistSource):
         simplified = netlist.simplify()
-        simplified = simplified[0] if isinstance(simplified, tuple) else simplified
-        arrays = netlist_arrays(simplified)
+        netlist = simplified[0] if isinstance(simplified, tuple) else simplified
+    arrays = netlist_arrays(netlist)
     plan = make_plan(arrays, head="outputs")
     words = int(tile_words) if tile_words is not None else _tile_words(plan.num_slots)
     target = resolve_target(target)
     _set_tvm_threads(int(threads))
-    module = _get_kernel(_shape(arrays, plan, words, input_dtype), target)
-    stats = dict(plan.stats)
-    return CompiledNetlist(
+    compiled = CompiledNetlist(
         plan=plan, input_shape=arrays.input_shape, thresholds=arrays.thresholds, tau=arrays.tau,
-        tile_words=words, target=target, threads=int(threads), modules={input_dtype: module}, stats=stats,
+        tile_words=words, target=target, threads=int(threads), modules={}, stats=dict(plan.stats),
         input_domain=arrays.input_domain,
     )
-
-
-def _shape(arrays: NetlistArrays, plan: Plan, words: int, input_dtype: str) -> KernelShape:
-    return KernelShape(
-        channels=arrays.input_shape[0],
-        thresholds_per_channel=int(arrays.thresholds.shape[1]),
-        spatial=int(np.prod(arrays.input_shape[1:], dtype=np.int64)) if len(arrays.input_shape) > 1 else 1,
-        input_dtype=input_dtype,
-        output="scores",
-        num_classes=plan.num_classes,
-        group_size=int(plan.head_slots.shape[1]),
-        num_planes=plan.num_planes,
-        tile_words=words,
-    )
+    compiled._modules[input_dtype] = _get_kernel(compiled.kernel_shape(input_dtype), target)  # compiled now
+    return compiled
 
 
 class _LoadedFunctions:

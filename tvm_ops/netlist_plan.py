@@ -1,7 +1,8 @@
 """Lowering plan for a discrete logic gate network: pure numpy, no TVM.
 
-A *plan* turns a netlist (given as plain arrays, see :class:`NetlistArrays`) into what a bit-sliced
-kernel executes on words of 64 samples:
+A *plan* turns a netlist (given as plain arrays, see :class:`NetlistArrays`: the view that
+``lgn_nas.netlist.Netlist.arrays()`` provides, checked there) into what a bit-sliced kernel executes on
+words of 64 samples:
 
 1. Every node becomes a *literal* ``2 * node + negated`` (node 0 is the constant FALSE, so literal 0 is
    FALSE and 1 is TRUE; nodes ``1 .. num_inputs`` are the encoded inputs). Per gate, negated inputs
@@ -23,9 +24,8 @@ number of classes and planes are compile-time constants).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -38,6 +38,7 @@ __all__ = [
     "OP_XOR",
     "OP_NAMES",
     "NetlistArrays",
+    "NetlistSource",
     "Plan",
     "netlist_arrays",
     "make_plan",
@@ -121,118 +122,62 @@ def _resolve(f: int, a_const: int, b_const: int, same: int) -> tuple[int, int, i
 
 _NEG, _RES = _build_tables()
 
-_GATE_XOR, _GATE_AND, _GATE_OR = 6, 1, 7  # difflogic ids used by the adder tree
+def _gate_id(function) -> int:
+    """The gate id of a Boolean ``function(a, b)`` in the netlist's numbering: its truth table with
+    out(0, 0) as the most significant bit (as :func:`_val` reads it)."""
+    return sum(function(a, b) << (3 - 2 * a - b) for a in (0, 1) for b in (0, 1))
+
+
+_GATE_XOR, _GATE_AND, _GATE_OR = (_gate_id(f) for f in (lambda a, b: a ^ b, lambda a, b: a & b, lambda a, b: a | b))
 
 
 # ----------------------------------------------------------------------------------------------------
-@dataclass
-class NetlistArrays:
-    """A netlist as plain arrays: what ``tvm_ops`` accepts (it never imports ``lgn_nas``).
+@runtime_checkable
+class NetlistArrays(Protocol):
+    """What the lowering reads: a netlist as plain arrays, as ``lgn_nas.netlist.Netlist.arrays()`` gives
+    it (``tvm_ops`` never imports ``lgn_nas``). The format and its checks are lgn_nas's: a view comes
+    from a validated ``Netlist``, so nothing here checks it again.
 
-    ``layers``: list of (gate uint8, in_a int64, in_b int64) with netlist node ids (inputs first);
-    ``outputs``: node ids, class ``c`` owns ``outputs[c*k:(c+1)*k]``; ``thresholds``: float32 (C, T)
-    of the thermometer encoding of raw inputs of shape ``input_shape = (C, *spatial)``, in
+    ``layers``: per layer (gate uint8, in_a int64, in_b int64) with netlist node ids (inputs first);
+    ``outputs``: node ids, class ``c`` owns ``outputs[c*k:(c+1)*k]``; ``thresholds``: float32 (C, T) of
+    the thermometer encoding of raw inputs of shape ``input_shape = (C, *spatial)``, in
     ``input_domain`` (:mod:`tvm_ops.inputs`).
     """
 
-    input_shape: tuple[int, ...]
+    input_shape: tuple
     thresholds: np.ndarray
-    layers: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    layers: Sequence[tuple]
     outputs: np.ndarray
     num_classes: int
     tau: float
-    encoding_kind: str = "thermometer"
-    input_domain: str = "unit"
+    encoding_kind: str
+    input_domain: str
+    num_inputs: int
+    num_gates: int
+    group_size: int
 
-    @property
-    def num_inputs(self) -> int:
-        return int(self.thresholds.shape[1] * np.prod(self.input_shape))
 
-    @property
-    def num_gates(self) -> int:
-        return int(sum(len(g) for g, _, _ in self.layers))
+@runtime_checkable
+class NetlistSource(Protocol):
+    """A netlist object (``lgn_nas.netlist.Netlist``): its plain-array view, and its simplification."""
 
-    @property
-    def group_size(self) -> int:
-        return int(self.outputs.shape[0]) // self.num_classes
+    def arrays(self) -> NetlistArrays: ...
 
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad value (indices, order, gate ids, head, encoding)."""
-        if self.encoding_kind != "thermometer":
-            raise ValueError(f"encoding kind {self.encoding_kind!r} is not supported, expected 'thermometer'")
-        check_domain(self.input_domain)
-        shape = self.input_shape
-        if len(shape) < 1 or any(int(s) < 1 for s in shape):
-            raise ValueError(f"input_shape {shape} is invalid, expected (C, *spatial) with sizes >= 1")
-        thr = self.thresholds
-        if thr.ndim != 2 or thr.shape[0] != shape[0] or thr.shape[1] < 1:
-            raise ValueError(f"thresholds have shape {thr.shape}, expected (C, T) with C = {shape[0]}")
-        if np.isnan(thr).any():
-            raise ValueError("thresholds contain NaN, expected finite numbers")
-        offset = self.num_inputs
-        for index, (gate, in_a, in_b) in enumerate(self.layers):
-            if not (gate.ndim == in_a.ndim == in_b.ndim == 1 and gate.shape == in_a.shape == in_b.shape):
-                raise ValueError(
-                    f"layer {index}: gate, in_a, in_b have shapes {gate.shape}, {in_a.shape}, {in_b.shape}, "
-                    "expected three 1-D arrays of equal length"
-                )
-            for name, arr in (("gate", gate), ("in_a", in_a), ("in_b", in_b)):
-                if arr.size and arr.dtype.kind not in "iu":
-                    raise ValueError(f"layer {index}: {name} has dtype {arr.dtype}, expected integers")
-            bad = np.flatnonzero((gate.astype(np.int64) < 0) | (gate.astype(np.int64) > 15))
-            if bad.size:
-                raise ValueError(
-                    f"layer {index}: gate id {int(gate[bad[0]])} at position {int(bad[0])} is unknown, expected 0..15"
-                )
-            for name, arr in (("in_a", in_a), ("in_b", in_b)):
-                bad = np.flatnonzero((arr < 0) | (arr >= offset))
-                if bad.size:
-                    raise ValueError(
-                        f"layer {index}: {name}[{int(bad[0])}] = {int(arr[bad[0]])} is out of range or not from "
-                        f"an earlier layer (a cycle), expected a node id in 0..{offset - 1}"
-                    )
-            offset += gate.shape[0]
-        out = self.outputs
-        if out.ndim != 1 or out.size == 0 or (out.size and out.dtype.kind not in "iu"):
-            raise ValueError(f"outputs have shape {out.shape} and dtype {out.dtype}, expected a non-empty 1-D int array")
-        bad = np.flatnonzero((out < 0) | (out >= offset))
-        if bad.size:
-            raise ValueError(f"outputs[{int(bad[0])}] = {int(out[bad[0]])} is out of range, expected 0..{offset - 1}")
-        if int(self.num_classes) < 1 or out.size % int(self.num_classes):
-            raise ValueError(
-                f"{out.size} outputs cannot be split into num_classes = {self.num_classes} equal groups"
-            )
-        if not (math.isfinite(self.tau) and self.tau > 0):
-            raise ValueError(f"tau = {self.tau}, expected a finite number > 0")
+    def simplify(self) -> Any: ...
 
 
 def netlist_arrays(netlist: Any) -> NetlistArrays:
-    """Duck-typed extraction from an ``lgn_nas`` Netlist (``encoding``, ``layers``, ``outputs``,
-    ``num_classes``, ``tau``) or a :class:`NetlistArrays` (returned as is). Validates."""
-    if isinstance(netlist, NetlistArrays):
-        netlist.validate()
-        return netlist
-    try:
-        enc = netlist.encoding
-        arrays = NetlistArrays(
-            input_shape=tuple(int(s) for s in enc.input_shape),
-            thresholds=np.ascontiguousarray(np.asarray(enc.thresholds, dtype=np.float32)),
-            layers=[
-                (np.asarray(layer.gate), np.asarray(layer.in_a), np.asarray(layer.in_b))
-                for layer in netlist.layers
-            ],
-            outputs=np.asarray(netlist.outputs),
-            num_classes=int(netlist.num_classes),
-            tau=float(netlist.tau),
-            encoding_kind=str(enc.kind),
-            input_domain=str(enc.domain),
-        )
-    except AttributeError as exc:
-        raise ValueError(
-            f"{type(netlist).__name__} is not a netlist ({exc}); expected an object with encoding, layers, "
-            "outputs, num_classes and tau"
-        ) from None
-    arrays.validate()
+    """The plain-array view of ``netlist`` (a :class:`NetlistSource`, or a view itself), as the
+    lowering reads it; refuses what is not a netlist, and encodings this lowering does not implement."""
+    if isinstance(netlist, NetlistSource):
+        arrays = netlist.arrays()
+    elif isinstance(netlist, NetlistArrays):
+        arrays = netlist
+    else:
+        raise ValueError(f"{type(netlist).__name__} is not a netlist: expected an lgn_nas Netlist or its arrays()")
+    if arrays.encoding_kind != "thermometer":
+        raise ValueError(f"encoding kind {arrays.encoding_kind!r} is not supported here, expected 'thermometer'")
+    check_domain(arrays.input_domain)
     return arrays
 
 
@@ -336,7 +281,7 @@ class Plan:
 
 
 def make_plan(arrays: NetlistArrays, *, head: str = "outputs") -> Plan:
-    """Lower ``arrays`` (validated) to a :class:`Plan`. Input ``i`` lives in slot ``1 + i``; slot 0 is 0.
+    """Lower ``arrays`` (a validated netlist's view) to a :class:`Plan`. Input ``i`` lives in slot ``1 + i``; slot 0 is 0.
 
     ``head="outputs"``: the plan ends at the output literals (the kernel counts them itself);
     ``head="adder"``: an adder tree of gates reduces each class's outputs to its count planes.

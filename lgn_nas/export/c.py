@@ -146,12 +146,12 @@ def _c_array(values: np.ndarray, per_line: int = 24) -> str:
 
 def c_source(netlist: Any, *, function_name: str = "lgn_net", with_main: bool = True, simplify: bool = True) -> str:
     """The C source :func:`to_c` writes."""
-    from tvm_ops.netlist_plan import make_plan, netlist_arrays
+    from tvm_ops.netlist_plan import make_plan
 
     name = check_identifier(function_name, "function_name")
     up = name.upper()
     net = prepared(netlist, simplify)
-    plan = make_plan(netlist_arrays(net), head="adder")
+    plan = make_plan(net.arrays(), head="adder")
     n_seg = int(plan.segments.shape[0])
     n_rows = int(plan.rows.shape[0])
     nb = plan.num_planes

@@ -1,4 +1,5 @@
-"""Backends: which implementation computes a logic layer.
+"""Backends: which implementation computes a logic layer (the registry ``BACKENDS``: per name a
+:class:`Backend` holding the layers' three ops).
 
 * ``torch``: the fused 4-coefficient autograd op of ``functional.py``; always available, and the
   path TorchScript and FX tracing take.
@@ -28,31 +29,17 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable, List
+from dataclasses import dataclass
+from typing import Callable, Dict, List
 
 import torch
 
 from .functional import logic_dense
 from .tree_ops import logic_tree_conv
 
-__all__ = ["BACKENDS", "AUTO_TVM_MIN_WORK", "list_backends", "check_backend", "resolve_backend", "dense_op",
-           "auto_uses_tvm", "logic_dense_auto", "auto_uses_tvm_conv", "tree_conv_op", "tree_conv_or_pool_op",
-           "logic_tree_conv_or_pool_torch"]
-
-BACKENDS = ("auto", "torch", "tvm")
-
-
-def list_backends() -> List[str]:
-    """Names accepted for ``backend=``."""
-    return list(BACKENDS)
-
-
-def check_backend(name: str) -> str:
-    """Return ``name`` if it is a known backend name, else raise ``ValueError`` listing them."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
-    return name
-
+__all__ = ["Backend", "BACKENDS", "AUTO_TVM_MIN_WORK", "list_backends", "check_backend", "resolve_backend",
+           "dense_op", "auto_uses_tvm", "logic_dense_auto", "auto_uses_tvm_conv", "tree_conv_op",
+           "tree_conv_or_pool_op", "logic_tree_conv_or_pool_torch"]
 
 AUTO_TVM_MIN_WORK = 1 << 19  # batch * out_features at or above which "auto" uses TVM
 
@@ -65,12 +52,6 @@ def _tvm_training():
     except ImportError as exc:
         return f"tvm_ops has no training kernels in this version ({exc})"
     return training
-
-
-def _tvm_dense_op() -> Callable | str:
-    """The TVM dense training op (with the torch fallback), or a string saying why it is unavailable."""
-    training = _tvm_training()
-    return training if isinstance(training, str) else _logic_dense_tvm
 
 
 def _with_torch_fallback(tvm_name: str, torch_op: Callable) -> Callable:
@@ -90,9 +71,6 @@ def _with_torch_fallback(tvm_name: str, torch_op: Callable) -> Callable:
     return op
 
 
-_logic_dense_tvm = _with_torch_fallback("logic_dense", logic_dense)
-
-
 def _auto_min_work() -> int:
     env = os.environ.get("LGN_AUTO_TVM_MIN_WORK")
     if env:
@@ -103,54 +81,23 @@ def _auto_min_work() -> int:
     return AUTO_TVM_MIN_WORK
 
 
+def _tvm_usable() -> bool:
+    training = _tvm_training()
+    return not isinstance(training, str) and training.available()
+
+
 def auto_uses_tvm(x: torch.Tensor, out_features: int) -> bool:
     """The ``auto`` rule: whether a dense layer of ``out_features`` on input ``x`` runs on TVM."""
-    training = _tvm_training()
-    if isinstance(training, str) or not training.available():
-        return False
-    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 2:
+    if not _tvm_usable() or x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 2:
         return False
     return x.shape[0] * out_features >= _auto_min_work()
 
-
-def logic_dense_auto(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
-    """The dense op of backend ``auto``: TVM where :func:`auto_uses_tvm` says so, else torch."""
-    if auto_uses_tvm(x, in_a.shape[0]):
-        return _logic_dense_tvm(x, in_a, in_b, coefficients)
-    return logic_dense(x, in_a, in_b, coefficients)
-
-
-def resolve_backend(name: str) -> str:
-    """Check ``name``; refuse an unavailable explicit choice. ``auto`` stays ``auto`` (decided per call)."""
-    check_backend(name)
-    if name == "tvm":
-        tvm_op = _tvm_dense_op()
-        if not callable(tvm_op):
-            raise ValueError(f"backend 'tvm' is not available: {tvm_op}; use backend='torch' or 'auto'")
-    return name
-
-
-def dense_op(backend: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The dense layer op of a resolved backend."""
-    if backend == "tvm":
-        op = _tvm_dense_op()
-        if callable(op):
-            return op
-    if backend == "auto":
-        return logic_dense_auto
-    return logic_dense
-
-
-# ---------------------------------------------------------------------------------- tree convolutions
 
 def auto_uses_tvm_conv(x: torch.Tensor, out_channels: int, num_leaves: int, kernel_size: int, stride: int,
                        padding: int) -> bool:
     """The ``auto`` rule for a tree convolution on ``x``: TVM when it is usable, ``x`` is a float32
     CPU tensor and the call does at least the threshold's gate evaluations."""
-    training = _tvm_training()
-    if isinstance(training, str) or not training.available():
-        return False
-    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4:
+    if not _tvm_usable() or x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4:
         return False
     out_h = (x.shape[2] + 2 * padding - kernel_size) // stride + 1
     out_w = (x.shape[3] + 2 * padding - kernel_size) // stride + 1
@@ -163,8 +110,16 @@ def logic_tree_conv_or_pool_torch(x: torch.Tensor, leaf_index: torch.Tensor, coe
     return torch.nn.functional.max_pool2d(logic_tree_conv(x, leaf_index, coefficients, kernel_size, stride, padding), 2)
 
 
+logic_dense_tvm = _with_torch_fallback("logic_dense", logic_dense)
 logic_tree_conv_tvm = _with_torch_fallback("logic_tree_conv", logic_tree_conv)
 logic_tree_conv_or_pool_tvm = _with_torch_fallback("logic_tree_conv_or_pool", logic_tree_conv_or_pool_torch)
+
+
+def logic_dense_auto(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """The dense op of backend ``auto``: TVM where :func:`auto_uses_tvm` says so, else torch."""
+    if auto_uses_tvm(x, in_a.shape[0]):
+        return logic_dense_tvm(x, in_a, in_b, coefficients)
+    return logic_dense(x, in_a, in_b, coefficients)
 
 
 def _auto_conv(tvm_op: Callable, torch_op: Callable) -> Callable:
@@ -183,19 +138,64 @@ logic_tree_conv_auto = _auto_conv(logic_tree_conv_tvm, logic_tree_conv)
 logic_tree_conv_or_pool_auto = _auto_conv(logic_tree_conv_or_pool_tvm, logic_tree_conv_or_pool_torch)
 
 
+def _always() -> None:
+    return None
+
+
+def _tvm_missing() -> str | None:
+    training = _tvm_training()
+    return training if isinstance(training, str) else None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The ops of one backend: ``dense(x, in_a, in_b, coefficients)``, ``tree_conv`` and the fused
+    ``tree_conv_or_pool`` ``(x, leaf_index, coefficients, kernel_size, stride, padding)``, and
+    ``unavailable()``: ``None``, or why an explicit choice of it is refused here."""
+
+    dense: Callable
+    tree_conv: Callable
+    tree_conv_or_pool: Callable
+    unavailable: Callable[[], str | None] = _always
+
+
+BACKENDS: Dict[str, Backend] = {
+    "auto": Backend(logic_dense_auto, logic_tree_conv_auto, logic_tree_conv_or_pool_auto),
+    "torch": Backend(logic_dense, logic_tree_conv, logic_tree_conv_or_pool_torch),
+    "tvm": Backend(logic_dense_tvm, logic_tree_conv_tvm, logic_tree_conv_or_pool_tvm, _tvm_missing),
+}
+
+
+def list_backends() -> List[str]:
+    """Names accepted for ``backend=``."""
+    return list(BACKENDS)
+
+
+def check_backend(name: str) -> str:
+    """Return ``name`` if it is a known backend name, else raise ``ValueError`` listing them."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
+    return name
+
+
+def resolve_backend(name: str) -> str:
+    """Check ``name``; refuse an unavailable explicit choice. ``auto`` stays ``auto`` (decided per call)."""
+    reason = BACKENDS[check_backend(name)].unavailable()
+    if reason is not None:
+        raise ValueError(f"backend {name!r} is not available: {reason}; use backend='torch' or 'auto'")
+    return name
+
+
+def dense_op(backend: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The dense layer op of a resolved backend."""
+    return BACKENDS[backend].dense
+
+
 def tree_conv_op(backend: str) -> Callable:
     """The tree-conv op ``(x, leaf_index, coefficients, kernel_size, stride, padding)`` of a resolved backend."""
-    if backend == "tvm":
-        return logic_tree_conv_tvm
-    if backend == "auto":
-        return logic_tree_conv_auto
-    return logic_tree_conv
+    return BACKENDS[backend].tree_conv
 
 
 def tree_conv_or_pool_op(backend: str) -> Callable:
     """The fused tree-conv + 2x2 OR-pool op of a resolved backend (same arguments)."""
-    if backend == "tvm":
-        return logic_tree_conv_or_pool_tvm
-    if backend == "auto":
-        return logic_tree_conv_or_pool_auto
-    return logic_tree_conv_or_pool_torch
+    return BACKENDS[backend].tree_conv_or_pool

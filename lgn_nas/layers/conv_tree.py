@@ -1,7 +1,7 @@
 """LogicTreeConv2d and OrPool2d: the convolutional building blocks of LogicTreeNet (Petersen et al. 2024)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -10,10 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from timm.layers import register_notrace_function
 
-from ..gates import gate_basis
-from .backends import check_backend, resolve_backend, tree_conv_op, tree_conv_or_pool_op
-from .parametrizations import check_parametrization, gate_coefficients, gate_ids, init_weight
-from .relaxations import check_relaxation
+from .backends import tree_conv_op, tree_conv_or_pool_op
+from .logic import LogicGates
+from .spec import LogicSpec
 from .tree_ops import logic_tree_conv_plain, tree_output_size
 
 __all__ = ["LogicTreeConv2d", "OrPool2d", "LogicTreeConvPool2d", "logic_tree_conv_forward",
@@ -69,13 +68,7 @@ def logic_tree_conv_forward(
     if min(x.shape[2], x.shape[3]) + 2 * padding < kernel_size:
         raise ValueError(
             f"kernel_size={kernel_size} is larger than the input {tuple(x.shape[2:])} padded by {padding}")
-    return _tree_conv_op(backend)(x, leaf_index, coefficients, kernel_size, stride, padding)
-
-
-def _tree_conv_op(backend: str):
-    """The tree-conv op of a resolved backend: TVM's for "tvm", the per-call choice for "auto"
-    (``backends.auto_uses_tvm_conv``), else the torch op."""
-    return tree_conv_op(backend)
+    return tree_conv_op(backend)(x, leaf_index, coefficients, kernel_size, stride, padding)
 
 
 @register_notrace_function
@@ -101,12 +94,14 @@ torch.fx.wrap("logic_tree_conv_forward")
 torch.fx.wrap("logic_tree_conv_pool_forward")
 
 
-class LogicTreeConv2d(nn.Module):
+class LogicTreeConv2d(LogicGates):
     """Each output channel is a binary tree of logic gates applied at every position.
 
     The tree has depth ``tree_depth`` (``2^depth - 1`` gates); its ``2^depth`` leaves are drawn at random
     (persistent buffer ``leaf_index``) from the ``kernel_size x kernel_size`` receptive field over
     ``channels_per_tree`` input channels of the output channel's group. Zero padding reads constant 0.
+    The strategies are a :class:`~lgn_nas.layers.LogicSpec` (``spec``) or its fields by name; the
+    trees' wiring is their own (``connectivity`` is for dense layers).
     """
 
     def __init__(
@@ -120,14 +115,12 @@ class LogicTreeConv2d(nn.Module):
             padding: int = 0,
             channels_per_tree: int = 2,
             groups: int = 1,
-            relaxation: str = "softmax",
-            parametrization: str = "raw16",
-            init: str = "residual",
-            temperature: float = 1.0,
-            backend: str = "auto",
+            spec: Optional[LogicSpec] = None,
             generator: Optional[torch.Generator] = None,
+            **strategies: Any,
     ) -> None:
         super().__init__()
+        spec = LogicSpec.coerce(spec, owner=type(self).__name__, **strategies)
         self.in_channels = _positive_int("in_channels", in_channels)
         self.out_channels = _positive_int("out_channels", out_channels)
         self.kernel_size = _positive_int("kernel_size", kernel_size)
@@ -147,17 +140,9 @@ class LogicTreeConv2d(nn.Module):
                 f"channels_per_tree={channels_per_tree} is larger than the group: in_channels={in_channels} "
                 f"in groups={groups} gives {group_size} channels per group")
         self.channels_per_tree = channels_per_tree
-        self.relaxation = check_relaxation(relaxation)
-        self.parametrization = check_parametrization(parametrization)
-        if not float(temperature) > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        self.temperature = float(temperature)
-        self.backend = check_backend(backend)
-        self._resolved_backend = resolve_backend(backend)
+        self._init_strategies(spec)
         self.register_buffer("leaf_index", self._draw_leaves(generator))
-        self.register_buffer("basis", gate_basis(), persistent=False)
-        self.weight = nn.Parameter(
-            init_weight(parametrization, (out_channels, 2 ** tree_depth - 1), init, generator=generator))
+        self._init_gates((out_channels, 2 ** tree_depth - 1), generator)
 
     @property
     def num_leaves(self) -> int:
@@ -188,11 +173,6 @@ class LogicTreeConv2d(nn.Module):
         return (tree_output_size(height, self.kernel_size, self.stride, self.padding),
                 tree_output_size(width, self.kernel_size, self.stride, self.padding))
 
-    def coefficients(self) -> torch.Tensor:
-        """Per-gate (c1, ca, cb, cab), ``(out_channels, 2^depth - 1, 4)``."""
-        return gate_coefficients(
-            self.weight, self.basis, self.parametrization, self.relaxation, self.temperature, self.training)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         coefficients = self.coefficients()
         if torch.jit.is_scripting():
@@ -201,11 +181,6 @@ class LogicTreeConv2d(nn.Module):
             return logic_tree_conv_plain(x, self.leaf_index, coefficients, self.kernel_size, self.stride, self.padding)
         return logic_tree_conv_forward(x, self.leaf_index, coefficients, self.in_channels, self.kernel_size,
                                        self.stride, self.padding, self._resolved_backend)
-
-    @torch.jit.unused
-    def gate_ids(self) -> torch.Tensor:
-        """The gate id each tree gate keeps after training (int64, ``(out_channels, 2^depth - 1)``)."""
-        return gate_ids(self.weight.detach(), self.parametrization)
 
     @torch.jit.unused
     def lower(self, builder, node_ids: np.ndarray) -> np.ndarray:

@@ -1,20 +1,18 @@
 """LogicDense: a layer of learnable two-input logic gates with fixed random wiring."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.fx
-from torch import nn
 from timm.layers import register_notrace_function
 
-from ..gates import gate_basis
-from .backends import check_backend, dense_op, resolve_backend
+from .backends import dense_op
 from .connectivity import make_connections
 from .functional import logic_dense_plain
-from .parametrizations import check_parametrization, gate_coefficients, gate_ids, init_weight
-from .relaxations import check_relaxation
+from .logic import LogicGates
+from .spec import LogicSpec
 
 __all__ = ["LogicDense", "logic_dense_forward"]
 
@@ -52,13 +50,15 @@ def _check_subset(subset: Union[Sequence[int], torch.Tensor], in_features: int) 
     return subset
 
 
-class LogicDense(nn.Module):
+class LogicDense(LogicGates):
     """``out_features`` gates, each reading two of the ``in_features`` inputs.
 
     The wiring lives in the persistent buffers ``in_a``/``in_b`` (so ``state_dict`` carries it); the
     learned gate parameters in ``weight`` of shape ``(out_features, num_params)``. In eval mode each
     neuron computes exactly its argmax gate on 0/1 inputs. ``in_subset`` restricts the wiring to those
     input indices (for example the pixels of a centre crop); the other inputs are never read.
+    The strategies are a :class:`~lgn_nas.layers.LogicSpec` (``spec``) or its fields by name
+    (``connectivity``, ``relaxation``, ``parametrization``, ``init``, ``temperature``, ``backend``).
     """
 
     def __init__(
@@ -66,41 +66,26 @@ class LogicDense(nn.Module):
             in_features: int,
             out_features: int,
             *,
-            connectivity: str = "random",
-            relaxation: str = "softmax",
-            parametrization: str = "raw16",
-            init: str = "residual",
-            temperature: float = 1.0,
-            backend: str = "auto",
+            spec: Optional[LogicSpec] = None,
             generator: Optional[torch.Generator] = None,
             in_subset: Optional[Union[Sequence[int], torch.Tensor]] = None,
+            **strategies: Any,
     ) -> None:
         super().__init__()
+        spec = LogicSpec.coerce(spec, owner=type(self).__name__, **strategies)
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.connectivity = connectivity
-        self.relaxation = check_relaxation(relaxation)
-        self.parametrization = check_parametrization(parametrization)
-        if not float(temperature) > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        self.temperature = float(temperature)
-        self.backend = check_backend(backend)
-        self._resolved_backend = resolve_backend(backend)
+        self.connectivity = spec.connectivity
+        self._init_strategies(spec)
         if in_subset is None:
-            in_a, in_b = make_connections(connectivity, in_features, out_features, generator=generator)
+            in_a, in_b = make_connections(spec.connectivity, in_features, out_features, generator=generator)
         else:
             subset = _check_subset(in_subset, self.in_features)
-            in_a, in_b = make_connections(connectivity, int(subset.numel()), out_features, generator=generator)
+            in_a, in_b = make_connections(spec.connectivity, int(subset.numel()), out_features, generator=generator)
             in_a, in_b = subset.to(in_a.device)[in_a], subset.to(in_b.device)[in_b]
         self.register_buffer("in_a", in_a)
         self.register_buffer("in_b", in_b)
-        self.register_buffer("basis", gate_basis(), persistent=False)
-        self.weight = nn.Parameter(init_weight(parametrization, (out_features,), init, generator=generator))
-
-    def coefficients(self) -> torch.Tensor:
-        """Per-neuron (c1, ca, cb, cab) under the current mode (relaxed in training, hard in eval)."""
-        return gate_coefficients(
-            self.weight, self.basis, self.parametrization, self.relaxation, self.temperature, self.training)
+        self._init_gates((out_features,), generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         coefficients = self.coefficients()
@@ -110,11 +95,6 @@ class LogicDense(nn.Module):
             return logic_dense_plain(x, self.in_a, self.in_b, coefficients)
         return logic_dense_forward(
             x, self.in_a, self.in_b, coefficients, self._resolved_backend, self.in_features)
-
-    @torch.jit.unused
-    def gate_ids(self) -> torch.Tensor:
-        """The gate id each neuron keeps after training (int64, ``(out_features,)``)."""
-        return gate_ids(self.weight.detach(), self.parametrization)
 
     @torch.jit.unused
     def lower(self, builder, node_ids: np.ndarray) -> np.ndarray:
@@ -129,6 +109,4 @@ class LogicDense(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return (f"{self.in_features}, {self.out_features}, connectivity={self.connectivity!r}, "
-                f"relaxation={self.relaxation!r}, parametrization={self.parametrization!r}, "
-                f"temperature={self.temperature}, backend={self.backend!r}")
+        return f"{self.in_features}, {self.out_features}, connectivity={self.connectivity!r}, {self.strategies_repr()}"

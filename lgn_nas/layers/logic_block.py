@@ -1,7 +1,7 @@
 """LogicBlock: an LGN block that drops into any network as an ordinary layer."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
@@ -10,8 +10,10 @@ from torch import nn
 from timm.layers import register_notrace_function
 
 from ..groups import check_groups
+from ..interfaces import LowersToNetlist
 from .dense import LogicDense
 from .group_sum import GroupSum
+from .spec import LogicSpec
 
 __all__ = ["LogicBlock", "StraightThroughThermometer", "check_features"]
 
@@ -53,12 +55,13 @@ class StraightThroughThermometer(nn.Module):
         return (hard + (soft - soft.detach())).flatten(1)  # exactly the hard bits, soft gradient
 
 
-class LogicBlock(nn.Module):
+class LogicBlock(nn.Module, LowersToNetlist):
     """Binarise float input, run randomly wired logic layers, return group scores or bits.
 
     ``x (B, *) -> bits (B, in_features * input_bits) -> LogicDense x len(widths)`` then, with
     ``num_classes > 0``, ``GroupSum`` class scores ``(B, num_classes)``; with ``num_classes=0`` the last
-    layer's bits ``(B, widths[-1])`` (0/1 in eval mode, relaxed in training).
+    layer's bits ``(B, widths[-1])`` (0/1 in eval mode, relaxed in training). The layers' strategies:
+    a :class:`~lgn_nas.layers.LogicSpec` (``spec``) or its fields by name.
     """
 
     def __init__(
@@ -70,15 +73,12 @@ class LogicBlock(nn.Module):
             group_tau: float = 1.0,
             input_bits: int = 1,
             input_range: Sequence[float] = (-1.0, 1.0),
-            connectivity: str = "random",
-            relaxation: str = "softmax",
-            parametrization: str = "raw16",
-            init: str = "residual",
-            temperature: float = 1.0,
-            backend: str = "auto",
+            spec: Optional[LogicSpec] = None,
             generator: Optional[torch.Generator] = None,
+            **strategies: Any,
     ) -> None:
         super().__init__()
+        self.logic_spec = LogicSpec.coerce(spec, owner=type(self).__name__, **strategies)
         widths = list(widths)
         if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
             raise ValueError(f"widths must be a non-empty list of positive ints, got {widths!r}")
@@ -87,17 +87,15 @@ class LogicBlock(nn.Module):
         self.in_features = in_features
         self.num_classes = num_classes
         self.encoder = StraightThroughThermometer(input_bits, low=float(input_range[0]), high=float(input_range[1]))
-        self._layer_args = dict(connectivity=connectivity, relaxation=relaxation, parametrization=parametrization,
-                                init=init, temperature=temperature, backend=backend)
         layers = []
         features = in_features * input_bits
         for w in widths[:-1]:
-            layers.append(LogicDense(features, w, generator=generator, **self._layer_args))
+            layers.append(LogicDense(features, w, generator=generator, spec=self.logic_spec))
             features = w
         self.layers = nn.Sequential(*layers)
         self.hidden_size = features
         self.classifier_width = widths[-1]
-        self.classifier = LogicDense(features, widths[-1], generator=generator, **self._layer_args)
+        self.classifier = LogicDense(features, widths[-1], generator=generator, spec=self.logic_spec)
         self.group_tau = float(group_tau)
         self.group_sum = GroupSum(num_classes, group_tau, in_features=widths[-1]) if num_classes else nn.Identity()
 
@@ -112,7 +110,7 @@ class LogicBlock(nn.Module):
         if num_classes:
             check_groups(self.classifier_width, num_classes, what="the last width")
             like = self.encoder.thresholds
-            self.classifier = LogicDense(self.hidden_size, self.classifier_width, **self._layer_args).to(
+            self.classifier = LogicDense(self.hidden_size, self.classifier_width, spec=self.logic_spec).to(
                 device=like.device, dtype=like.dtype).train(self.training)
             self.group_sum = GroupSum(num_classes, self.group_tau, in_features=self.classifier_width)
         else:

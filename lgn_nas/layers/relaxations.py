@@ -1,13 +1,14 @@
 """Relaxations: how a discrete gate choice is made differentiable during training.
 
-A relaxation turns parameters into choice weights in two flavours (plain functions that dispatch on
-the relaxation's name, so TorchScript compiles them):
+A relaxation turns parameters into choice weights in two flavours (:func:`categorical` and
+:func:`bernoulli`, plain functions of the relaxation's two flags, so TorchScript compiles them):
 
 * ``categorical``: logits over the 16 gates (``(..., 16)``) -> a weight per gate summing to 1;
 * ``bernoulli``: independent logits (``(..., k)``) -> a probability per entry (used by the
   truth-table parametrisation, where each of the 4 truth-table outputs is its own binary choice).
 
-Registered relaxations (chosen by name, as timm chooses activations):
+Registered relaxations (``RELAXATIONS``, chosen by name, as timm chooses activations; each is a
+:class:`Relaxation`: with or without noise, straight-through or not):
 
 * ``softmax``: the 2022 mixture, ``softmax(logits / temperature)``.
 * ``gumbel_soft``: Gumbel-softmax, ``softmax((logits + G) / temperature)`` with G ~ Gumbel(0, 1).
@@ -20,12 +21,14 @@ so an eval-mode network computes exactly its discrete circuit.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["RELAXATIONS", "list_relaxations", "check_relaxation", "relax_categorical", "relax_bernoulli"]
+__all__ = ["Relaxation", "RELAXATIONS", "STOCHASTIC_RELAXATIONS", "list_relaxations", "check_relaxation",
+           "get_relaxation", "categorical", "bernoulli", "relax_categorical", "relax_bernoulli"]
 
 
 def _gumbel_like(x: torch.Tensor) -> torch.Tensor:
@@ -53,42 +56,24 @@ def _straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     return hard + (soft - soft.detach())  # exactly ``hard`` in value, ``soft``'s gradient
 
 
-def _softmax_cat(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    return F.softmax(logits / temperature, dim=-1)
+@dataclass(frozen=True)
+class Relaxation:
+    """A relaxation as two choices: ``noise`` (Gumbel noise on the logits, logistic for the
+    independent entries: a sample, not the expectation) and ``straight_through`` (the hard choice
+    forward, the soft choice's gradient backward). The four registered ones are the four combinations."""
+
+    noise: bool
+    straight_through: bool
+    description: str = ""
 
 
-def _softmax_bern(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    return torch.sigmoid(logits / temperature)
-
-
-def _gumbel_soft_cat(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    return F.softmax((logits + _gumbel_like(logits)) / temperature, dim=-1)
-
-
-def _gumbel_soft_bern(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    return torch.sigmoid((logits + _logistic_like(logits)) / temperature)
-
-
-def _gumbel_st_cat(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    noisy = logits + _gumbel_like(logits)
-    return _straight_through(one_hot_argmax(noisy), F.softmax(noisy / temperature, dim=-1))
-
-
-def _gumbel_st_bern(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    noisy = logits + _logistic_like(logits)
-    return _straight_through(hard_threshold(noisy), torch.sigmoid(noisy / temperature))
-
-
-def _hard_st_cat(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    return _straight_through(one_hot_argmax(logits), F.softmax(logits / temperature, dim=-1))
-
-
-def _hard_st_bern(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    return _straight_through(hard_threshold(logits), torch.sigmoid(logits / temperature))
-
-
-RELAXATIONS: Tuple[str, ...] = ("softmax", "gumbel_soft", "gumbel_st", "hard_st")
-STOCHASTIC_RELAXATIONS: Tuple[str, ...] = ("gumbel_soft", "gumbel_st")
+RELAXATIONS: Dict[str, Relaxation] = {
+    "softmax": Relaxation(False, False, "softmax(logits / temperature), the 2022 mixture"),
+    "gumbel_soft": Relaxation(True, False, "softmax((logits + Gumbel) / temperature)"),
+    "gumbel_st": Relaxation(True, True, "argmax(logits + Gumbel) forward, Gumbel-softmax gradient"),
+    "hard_st": Relaxation(False, True, "argmax(logits) forward, softmax gradient"),
+}
+STOCHASTIC_RELAXATIONS: Tuple[str, ...] = tuple(name for name, r in RELAXATIONS.items() if r.noise)
 
 
 def list_relaxations() -> List[str]:
@@ -98,36 +83,48 @@ def list_relaxations() -> List[str]:
 
 def check_relaxation(name: str) -> str:
     """Return ``name`` if it is a known relaxation, else raise ``ValueError`` listing the known ones."""
-    if name not in RELAXATIONS:
-        raise ValueError(f"unknown relaxation {name!r}: expected one of {', '.join(RELAXATIONS)}")
+    get_relaxation(name)
     return name
 
 
-def relax_categorical(logits: torch.Tensor, relaxation: str, temperature: float, training: bool) -> torch.Tensor:
-    """Gate weights over the last dimension; the one-hot argmax when not training."""
+def get_relaxation(name: str) -> Relaxation:
+    """The registered relaxation ``name`` (``ValueError`` listing the known ones otherwise)."""
+    try:
+        return RELAXATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown relaxation {name!r}: expected one of {', '.join(RELAXATIONS)}") from None
+
+
+def categorical(logits: torch.Tensor, noise: bool, straight_through: bool, temperature: float,
+                training: bool) -> torch.Tensor:
+    """Choice weights over the last dimension for a relaxation's two flags; the one-hot argmax when
+    not training. TorchScript compiles it (the layers pass their relaxation's flags)."""
     if not training:
         return one_hot_argmax(logits)
-    if relaxation == "softmax":
-        return _softmax_cat(logits, temperature)
-    if relaxation == "gumbel_soft":
-        return _gumbel_soft_cat(logits, temperature)
-    if relaxation == "gumbel_st":
-        return _gumbel_st_cat(logits, temperature)
-    if relaxation == "hard_st":
-        return _hard_st_cat(logits, temperature)
-    raise ValueError("unknown relaxation " + relaxation)
+    if noise:
+        logits = logits + _gumbel_like(logits)
+    soft = F.softmax(logits / temperature, dim=-1)
+    return _straight_through(one_hot_argmax(logits), soft) if straight_through else soft
+
+
+def bernoulli(logits: torch.Tensor, noise: bool, straight_through: bool, temperature: float,
+              training: bool) -> torch.Tensor:
+    """Independent on-probabilities for a relaxation's two flags; ``logits > 0`` when not training."""
+    if not training:
+        return hard_threshold(logits)
+    if noise:
+        logits = logits + _logistic_like(logits)
+    soft = torch.sigmoid(logits / temperature)
+    return _straight_through(hard_threshold(logits), soft) if straight_through else soft
+
+
+def relax_categorical(logits: torch.Tensor, relaxation: str, temperature: float, training: bool) -> torch.Tensor:
+    """Gate weights over the last dimension under relaxation ``relaxation``; the one-hot argmax when not training."""
+    r = get_relaxation(relaxation)
+    return categorical(logits, r.noise, r.straight_through, temperature, training)
 
 
 def relax_bernoulli(logits: torch.Tensor, relaxation: str, temperature: float, training: bool) -> torch.Tensor:
-    """Independent on-probabilities; the hard threshold ``logits > 0`` when not training."""
-    if not training:
-        return hard_threshold(logits)
-    if relaxation == "softmax":
-        return _softmax_bern(logits, temperature)
-    if relaxation == "gumbel_soft":
-        return _gumbel_soft_bern(logits, temperature)
-    if relaxation == "gumbel_st":
-        return _gumbel_st_bern(logits, temperature)
-    if relaxation == "hard_st":
-        return _hard_st_bern(logits, temperature)
-    raise ValueError("unknown relaxation " + relaxation)
+    """Independent on-probabilities under relaxation ``relaxation``; ``logits > 0`` when not training."""
+    r = get_relaxation(relaxation)
+    return bernoulli(logits, r.noise, r.straight_through, temperature, training)

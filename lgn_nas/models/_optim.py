@@ -1,7 +1,8 @@
 """The models' ``no_weight_decay()``: the gate logits, which ``lgn-nas train`` leaves undecayed by default.
 
-Every parameter an lgn-nas module owns itself is a gate logit (``LogicDense.weight``,
-``LogicTreeConv2d.weight``); float parts (a hybrid's backbone and BatchNorm) are torch/timm modules.
+The gate logits are the parameters of the logic layers (:class:`~lgn_nas.layers.LogicGates`:
+``LogicDense.weight``, ``LogicTreeConv2d.weight``); float parts (a hybrid's backbone and BatchNorm) are
+torch/timm modules.
 timm's ``create_optimizer_v2(model, weight_decay=...)`` exempts the names ``no_weight_decay()`` lists,
 and 1-d tensors and biases, so it gives each parameter the weight decay ``make_param_groups`` does.
 """
@@ -9,12 +10,14 @@ from typing import Set
 
 from torch import nn
 
+from ..layers.logic import LogicGates
+
 __all__ = ["is_gate_logit_module", "gate_logit_names"]
 
 
 def is_gate_logit_module(module: nn.Module) -> bool:
-    """True for lgn-nas layers (every parameter they own is a gate logit)."""
-    return type(module).__module__.startswith("lgn_nas.")
+    """True for the logic layers (every parameter they own is a gate logit)."""
+    return isinstance(module, LogicGates)
 
 
 def gate_logit_names(model: nn.Module) -> Set[str]:

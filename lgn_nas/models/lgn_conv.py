@@ -19,7 +19,7 @@ physical count from the constructor arguments alone, without building the model.
 """
 import contextlib
 import copy
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,12 +29,12 @@ from torch import nn
 from timm.models import generate_default_cfgs, register_model
 
 from ..groups import check_groups
-from ..layers import GroupSum, LogicDense, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
+from ..layers import GroupSum, LogicDense, LogicSpec, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
 from ..pretrained import checkpoint_filter_fn, pretrained_model_kwargs, weights_file
 from ._args import refuse_unused_drop
+from ._base import LogicNetwork, lgn_cfg
 from ._builder import build_lgn
 from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
-from ._optim import gate_logit_names
 
 __all__ = ["LogicTreeNet", "LogicHead", "PASS_THROUGH_GATES", "shape_gate_count", "VARIANT_ARGS"]
 
@@ -100,7 +100,8 @@ class LogicHead(nn.Module):
     """
 
     def __init__(self, in_features: int, widths: Sequence[int], num_classes: int, *, tau: float,
-                 drop_rate: float = 0.0, generator: Optional[torch.Generator] = None, **layer_args: Any) -> None:
+                 drop_rate: float = 0.0, generator: Optional[torch.Generator] = None,
+                 spec: Optional[LogicSpec] = None) -> None:
         super().__init__()
         self.drop_rate = float(drop_rate)
         widths = list(widths)
@@ -109,13 +110,13 @@ class LogicHead(nn.Module):
         hidden = []
         features = in_features
         for w in widths[:-1]:
-            hidden.append(LogicDense(features, w, generator=generator, **layer_args))
+            hidden.append(LogicDense(features, w, generator=generator, spec=spec))
             features = w
         self.hidden = nn.Sequential(*hidden)
         self.hidden_size = features
         self.classifier_width = widths[-1]
         self.tau = float(tau)
-        self._layer_args = layer_args
+        self.logic_spec = spec
         self.num_classes = 0
         self.classifier = nn.Identity()
         self.group_sum = nn.Identity()
@@ -127,7 +128,7 @@ class LogicHead(nn.Module):
         if num_classes:
             check_groups(self.classifier_width, num_classes, what="the last head width")
             self.classifier = LogicDense(self.hidden_size, self.classifier_width, generator=generator,
-                                         **self._layer_args)
+                                         spec=self.logic_spec)
             self.group_sum = GroupSum(num_classes, self.tau, in_features=self.classifier_width)
         else:
             self.classifier, self.group_sum = nn.Identity(), nn.Identity()
@@ -142,7 +143,7 @@ class LogicHead(nn.Module):
         return self.group_sum(self.classifier(x))
 
 
-class LogicTreeNet(nn.Module):
+class LogicTreeNet(LogicNetwork):
     """Thermometer -> stages of (LogicTreeConv2d, OrPool2d) -> LogicHead.
 
     ``pool`` (a bool, or one per stage) places the 2x2 OR pools: a pooled stage is a
@@ -151,7 +152,8 @@ class LogicTreeNet(nn.Module):
     whose map keeps its size for the next stage.
 
     All constructor arguments are plain JSON values (ints, floats, strings, lists), besides timm's
-    ``device``/``dtype``. timm's feature API: ``forward_features`` returns the last map
+    ``device``/``dtype``; ``**strategies`` are the six of :class:`~lgn_nas.layers.LogicSpec`, checked once
+    and shared by the trees and the head (``connectivity`` wires the head). timm's feature API: ``forward_features`` returns the last map
     ``(B, num_features, *pool_size)``, ``forward_head(pre_logits=True)`` the bits the classifier reads
     (``head_hidden_size``: the last hidden head width), which is also what the model returns with
     ``num_classes=0``; with ``num_classes=0, global_pool=""`` it has no head and returns the map.
@@ -173,23 +175,19 @@ class LogicTreeNet(nn.Module):
             head_widths: Sequence[int] = (40960, 20480, 10240),
             input_bits: int = 2,
             thresholds: str = "uniform",
-            connectivity: str = "random",
-            relaxation: str = "softmax",
-            parametrization: str = "raw16",
-            init: str = "residual",
-            temperature: float = 1.0,
             group_tau: float = 20.0,
             global_pool: str = "flatten",
             drop_rate: float = 0.0,
             drop_path_rate: Optional[float] = None,
             drop_block_rate: Optional[float] = None,
-            backend: str = "auto",
             seed: Optional[int] = None,
             device: Optional[Union[str, torch.device]] = None,
             dtype: Optional[torch.dtype] = None,
+            **strategies: Any,
     ) -> None:
         super().__init__()
         refuse_unused_drop(type(self).__name__, drop_path_rate=drop_path_rate, drop_block_rate=drop_block_rate)
+        self.logic_spec = LogicSpec.coerce(owner=type(self).__name__, **strategies)
         check_global_pool(global_pool, type(self).__name__)
         channels = list(channels)
         if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
@@ -207,9 +205,6 @@ class LogicTreeNet(nn.Module):
         self.drop_rate = float(drop_rate)
         self.group_tau = float(group_tau)
         self.head_widths = list(head_widths)
-        logic_args: Dict[str, Any] = dict(relaxation=relaxation, parametrization=parametrization, init=init,
-                                          temperature=temperature, backend=backend)
-        self._dense_args = dict(logic_args, connectivity=connectivity)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
         with torch.device(device) if device is not None else contextlib.nullcontext():
@@ -224,7 +219,7 @@ class LogicTreeNet(nn.Module):
                             else channels_per_tree)
                 conv = LogicTreeConv2d(
                     in_c, out_c, kernel_sizes[i], tree_depth=depths[i], padding=paddings[i],
-                    channels_per_tree=per_tree, groups=group_counts[i], generator=generator, **logic_args)
+                    channels_per_tree=per_tree, groups=group_counts[i], generator=generator, spec=self.logic_spec)
                 if min(height, width) + 2 * paddings[i] < kernel_sizes[i]:
                     raise ValueError(
                         f"stage {i}: kernel_size={kernel_sizes[i]} is larger than its input {height}x{width} "
@@ -256,7 +251,7 @@ class LogicTreeNet(nn.Module):
         if num_classes == 0 and not self.global_pool:
             return UnpooledHead()
         return LogicHead(self.flat_features, self.head_widths, num_classes, tau=self.group_tau,
-                         drop_rate=self.drop_rate, generator=generator, **self._dense_args)
+                         drop_rate=self.drop_rate, generator=generator, spec=self.logic_spec)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:
@@ -279,18 +274,6 @@ class LogicTreeNet(nn.Module):
         self.num_classes = num_classes
 
     @torch.jit.ignore
-    def set_temperature(self, temperature: float) -> None:
-        """Set the relaxation temperature of every logic layer (for temperature schedules)."""
-        for module in self.modules():
-            if isinstance(module, (LogicDense, LogicTreeConv2d)):
-                module.temperature = float(temperature)
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> Set[str]:
-        """The gate logits: timm's optimizer factory then decays what ``lgn-nas train`` does by default."""
-        return gate_logit_names(self)
-
-    @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
         return dict(stem=r"^encoder", blocks=r"^stages\.(\d+)")
 
@@ -304,9 +287,6 @@ class LogicTreeNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     @torch.jit.ignore
     def gate_count(self) -> Dict[str, int]:
@@ -368,7 +348,7 @@ class LogicTreeNet(nn.Module):
         for layer in self.head.hidden:
             ids = layer.lower(builder, ids)
         ids = self.head.classifier.lower(builder, ids)
-        metadata = {"architecture": getattr(self, "pretrained_cfg", {}).get("architecture", type(self).__name__)}
+        metadata = {"architecture": self.architecture()}
         return builder.build(ids, num_classes=self.num_classes, tau=self.group_tau, metadata=metadata)
 
 
@@ -387,21 +367,8 @@ def _create_lgn_conv(variant: str, pretrained: bool = False, **kwargs) -> LogicT
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:
-    return {
-        "url": "",
-        "num_classes": 10,
-        "input_size": (3, 32, 32),
-        "pool_size": (2, 2),
-        "fixed_input_size": True,
-        "crop_pct": 1.0,
-        "interpolation": "bilinear",
-        "mean": (0.0, 0.0, 0.0),
-        "std": (1.0, 1.0, 1.0),
-        "first_conv": "stages.0.0",
-        "classifier": "head.classifier",
-        "license": "apache-2.0",
-        **kwargs,
-    }
+    fields = dict(input_size=(3, 32, 32), pool_size=(2, 2), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    return lgn_cfg(**dict(fields, **kwargs), first_conv="stages.0.0", classifier="head.classifier")
 
 
 def _mnist_cfg(**kwargs) -> Dict[str, Any]:

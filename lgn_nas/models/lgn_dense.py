@@ -10,7 +10,7 @@ A thermometer encoder turns the image into bits, ``depth`` layers of ``LogicDens
 and a ``GroupSum`` head counts each class's output bits. The last logic layer is the classifier.
 """
 import contextlib
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,14 +21,17 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
 from ..groups import check_groups
-from ..layers import GroupSum, LogicDense, Thermometer
+from ..layers import GroupSum, LogicDense, LogicSpec, Thermometer
 from ..pretrained import checkpoint_filter_fn, pretrained_model_kwargs, weights_file
 from ._args import refuse_unused_drop
+from ._base import LogicNetwork, lgn_cfg
 from ._builder import build_lgn
 from ._heads import check_global_pool, check_num_classes, move_like
-from ._optim import gate_logit_names
 
 __all__ = ["LogicDenseNet"]
+
+# Where the dense family's strategies differ from LogicSpec's (see the class docstring for why).
+STRATEGY_DEFAULTS = {"init": "gaussian"}
 
 
 def _as_pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -49,11 +52,13 @@ def _widths(depth: int, width: Union[int, Sequence[int]]) -> List[int]:
     return widths
 
 
-class LogicDenseNet(nn.Module):
+class LogicDenseNet(LogicNetwork):
     """Thermometer encoder -> ``depth`` randomly wired logic layers -> GroupSum.
 
     All constructor arguments are plain JSON values so a genome, a checkpoint config and timm's
-    ``config.json`` hold the same dict. ``init`` defaults to ``gaussian``: on MNIST one epoch of
+    ``config.json`` hold the same dict; ``**strategies`` are the six of :class:`~lgn_nas.layers.LogicSpec`
+    (``connectivity``, ``relaxation``, ``parametrization``, ``init``, ``temperature``, ``backend``), checked
+    once and shared by every layer. ``init`` defaults to ``gaussian``: on MNIST one epoch of
     ``lgn_dense_s`` reached 89.3% discrete accuracy with it against 68.9% with the residual init, whose
     argmax gates mostly stay pass-throughs (measured here; the residual init matters for deep conv nets).
     ``input_crop`` (an int or (height, width)) wires the first logic layer to the central crop of the
@@ -76,24 +81,20 @@ class LogicDenseNet(nn.Module):
             width: Union[int, Sequence[int]] = 8000,
             input_bits: int = 1,
             thresholds: str = "uniform",
-            connectivity: str = "random",
-            relaxation: str = "softmax",
-            parametrization: str = "raw16",
-            init: str = "gaussian",
-            temperature: float = 1.0,
             group_tau: float = 10.0,
             global_pool: str = "flatten",
             drop_rate: float = 0.0,
             drop_path_rate: Optional[float] = None,
             drop_block_rate: Optional[float] = None,
-            backend: str = "auto",
             seed: Optional[int] = None,
             input_crop: Optional[Union[int, Sequence[int]]] = None,
             device: Optional[Union[str, torch.device]] = None,
             dtype: Optional[torch.dtype] = None,
+            **strategies: Any,
     ) -> None:
         super().__init__()
         refuse_unused_drop(type(self).__name__, drop_path_rate=drop_path_rate, drop_block_rate=drop_block_rate)
+        self.logic_spec = LogicSpec.coerce(owner=type(self).__name__, defaults=STRATEGY_DEFAULTS, **strategies)
         check_num_classes(num_classes)
         self.num_classes = num_classes
         self.in_chans = in_chans
@@ -102,9 +103,6 @@ class LogicDenseNet(nn.Module):
         self.group_tau = float(group_tau)
         self.drop_rate = float(drop_rate)
         self.global_pool = check_global_pool(global_pool, type(self).__name__)
-        self._layer_args: Dict[str, Any] = dict(
-            connectivity=connectivity, relaxation=relaxation, parametrization=parametrization, init=init,
-            temperature=temperature, backend=backend)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
         with torch.device(device) if device is not None else contextlib.nullcontext():
@@ -116,7 +114,7 @@ class LogicDenseNet(nn.Module):
             blocks = []
             self.feature_info = []
             for i, w in enumerate(self.widths[:-1]):
-                blocks.append(LogicDense(features, w, generator=generator, in_subset=subset, **self._layer_args))
+                blocks.append(LogicDense(features, w, generator=generator, in_subset=subset, spec=self.logic_spec))
                 features, subset = w, None
                 self.feature_info.append(dict(num_chs=w, reduction=max(self.img_size), module=f"blocks.{i}"))
             self.blocks = nn.Sequential(*blocks)
@@ -146,7 +144,7 @@ class LogicDenseNet(nn.Module):
             return nn.Identity(), nn.Identity()
         check_groups(self.head_width, num_classes, what="the head width")
         classifier = LogicDense(self.num_features, self.head_width, generator=generator,
-                                in_subset=self._head_subset, **self._layer_args)
+                                in_subset=self._head_subset, spec=self.logic_spec)
         return classifier, GroupSum(num_classes, self.group_tau, in_features=self.head_width)
 
     @torch.jit.ignore
@@ -165,18 +163,6 @@ class LogicDenseNet(nn.Module):
         self.classifier = move_like(classifier, self.encoder.thresholds, self.training)
         self.group_sum = group_sum.train(self.training)
         self.num_classes = num_classes
-
-    @torch.jit.ignore
-    def set_temperature(self, temperature: float) -> None:
-        """Set the relaxation temperature of every logic layer (for temperature schedules)."""
-        for module in self.modules():
-            if isinstance(module, LogicDense):
-                module.temperature = float(temperature)
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> Set[str]:
-        """The gate logits: timm's optimizer factory then decays what ``lgn-nas train`` does by default."""
-        return gate_logit_names(self)
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
@@ -246,9 +232,6 @@ class LogicDenseNet(nn.Module):
             return x
         return self.group_sum(self.classifier(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
     @torch.jit.ignore
     def to_netlist(self):
         """The discrete circuit this model computes in eval mode (see ``lgn_nas.discretize``)."""
@@ -261,7 +244,7 @@ class LogicDenseNet(nn.Module):
         for layer in self.blocks:
             ids = layer.lower(builder, ids)
         ids = self.classifier.lower(builder, ids)
-        metadata = {"architecture": getattr(self, "pretrained_cfg", {}).get("architecture", type(self).__name__)}
+        metadata = {"architecture": self.architecture()}
         return builder.build(ids, num_classes=self.num_classes, tau=self.group_tau, metadata=metadata)
 
 
@@ -284,21 +267,8 @@ def _create_lgn_dense(variant: str, pretrained: bool, model_args: Dict[str, Any]
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:
-    return {
-        "url": "",
-        "num_classes": 10,
-        "input_size": (1, 28, 28),
-        "pool_size": (1, 1),
-        "fixed_input_size": True,
-        "crop_pct": 1.0,
-        "interpolation": "bilinear",
-        "mean": (0.0,),
-        "std": (1.0,),
-        "first_conv": "blocks.0",
-        "classifier": "classifier",
-        "license": "apache-2.0",
-        **kwargs,
-    }
+    return lgn_cfg(input_size=(1, 28, 28), pool_size=(1, 1), mean=(0.0,), std=(1.0,), first_conv="blocks.0",
+                   classifier="classifier", **kwargs)
 
 
 default_cfgs = generate_default_cfgs({

@@ -11,7 +11,7 @@ gives the head's circuit, whose input is ``head_input(x)`` (the normalised backb
 """
 import contextlib
 import math
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -20,10 +20,11 @@ import timm
 from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
-from ..layers import LogicBlock
+from ..interfaces import HasLogicHead
+from ..layers import LogicBlock, LogicSpec
+from ._base import LogicNetwork, lgn_cfg
 from ._builder import build_lgn
 from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
-from ._optim import gate_logit_names
 
 __all__ = ["HybridLGN", "HybridHead"]
 
@@ -79,14 +80,15 @@ def _backbone_levels(backbone: str, feature_index: int, in_chans: int,
     return tuple(range(len(probe.feature_info.info) + feature_index + 1))
 
 
-class HybridLGN(nn.Module):
+class HybridLGN(LogicNetwork, HasLogicHead):
     """timm backbone (features_only) -> BatchNorm -> LogicBlock with a GroupSum head.
 
     timm's feature API: ``forward_features`` returns the backbone's map at the cut
     (``num_features`` channels), ``forward_head(pre_logits=True)`` the bits the classifier reads
     (``head_hidden_size``), also what the model returns with ``num_classes=0``; with ``num_classes=0,
     global_pool=""`` it has no head and returns the map. ``features_only=True`` gives the backbone's
-    feature maps up to the cut.
+    feature maps up to the cut. ``**strategies``: the six of :class:`~lgn_nas.layers.LogicSpec` for the
+    logic head, checked once.
     """
 
     def __init__(
@@ -100,22 +102,18 @@ class HybridLGN(nn.Module):
             head_widths: Sequence[int] = (4000, 4000),
             input_bits: int = 2,
             group_tau: float = 10.0,
-            connectivity: str = "random",
-            relaxation: str = "softmax",
-            parametrization: str = "raw16",
-            init: str = "residual",
-            temperature: float = 1.0,
             global_pool: str = "flatten",
             drop_rate: float = 0.0,
             drop_path_rate: Optional[float] = None,
             drop_block_rate: Optional[float] = None,
-            backend: str = "auto",
             seed: Optional[int] = None,
             backbone_kwargs: Optional[Dict[str, Any]] = None,
             device: Optional[Union[str, torch.device]] = None,
             dtype: Optional[torch.dtype] = None,
+            **strategies: Any,
     ) -> None:
         super().__init__()
+        self.logic_spec = LogicSpec.coerce(owner=type(self).__name__, **strategies)
         if backbone not in timm.list_models():
             raise ValueError(f"unknown backbone {backbone!r}: expected a timm model name (timm.list_models())")
         check_num_classes(num_classes)
@@ -143,9 +141,7 @@ class HybridLGN(nn.Module):
             self.head_widths = list(head_widths)
             self.head_hidden_size = (self.head_widths[-2] if len(self.head_widths) > 1
                                      else self.flat_features * input_bits)
-            self._head_args = dict(group_tau=group_tau, input_bits=input_bits, connectivity=connectivity,
-                                   relaxation=relaxation, parametrization=parametrization, init=init,
-                                   temperature=temperature, backend=backend)
+            self._head_args = dict(group_tau=group_tau, input_bits=input_bits, spec=self.logic_spec)
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
             self.head = self._make_head(num_classes, generator)
         self.feature_info = [dict(info, module="backbone." + info["module"])
@@ -178,17 +174,6 @@ class HybridLGN(nn.Module):
             like = next(self.backbone.parameters(), None)
             self.head = move_like(self._make_head(num_classes), like, self.training)
         self.num_classes = num_classes
-
-    @torch.jit.ignore
-    def set_temperature(self, temperature: float) -> None:
-        for module in self.head.modules():
-            if hasattr(module, "temperature") and isinstance(module.temperature, float):
-                module.temperature = float(temperature)
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> Set[str]:
-        """The gate logits: timm's optimizer factory then decays what ``lgn-nas train`` does by default."""
-        return gate_logit_names(self)
 
     @torch.jit.ignore
     def forward_intermediates(
@@ -236,16 +221,13 @@ class HybridLGN(nn.Module):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
     @torch.jit.ignore
     def to_netlist(self):
         """The logic head's circuit; feed it ``head_input(x)`` (eval mode) to get the model's scores."""
         if not self.num_classes or not isinstance(self.head, HybridHead):
             raise ValueError("this model has no classifier head (num_classes=0): nothing to discretize")
         netlist = self.head.block.to_netlist()
-        netlist.metadata["architecture"] = getattr(self, "pretrained_cfg", {}).get("architecture", "HybridLGN")
+        netlist.metadata["architecture"] = self.architecture()
         netlist.metadata["input"] = "head_input(x): normalised backbone features"
         return netlist
 
@@ -257,21 +239,9 @@ def _create_hybrid(variant: str, pretrained: bool = False, **kwargs) -> HybridLG
 
 
 def _cfg(**kwargs) -> Dict[str, Any]:
-    return {
-        "url": "",
-        "num_classes": 10,
-        "input_size": (3, 32, 32),
-        "pool_size": (1, 1),
-        "fixed_input_size": True,
-        "crop_pct": 1.0,
-        "interpolation": "bilinear",
-        "mean": (0.4914, 0.4822, 0.4465),
-        "std": (0.2470, 0.2435, 0.2616),
-        "first_conv": "backbone.conv1",
-        "classifier": "head.block.classifier",
-        "license": "apache-2.0",
-        **kwargs,
-    }
+    fields = dict(first_conv="backbone.conv1")
+    return lgn_cfg(input_size=(3, 32, 32), pool_size=(1, 1), mean=(0.4914, 0.4822, 0.4465),
+                   std=(0.2470, 0.2435, 0.2616), classifier="head.block.classifier", **dict(fields, **kwargs))
 
 
 default_cfgs = generate_default_cfgs({

@@ -9,13 +9,14 @@
 from .builder import NetlistBuilder
 from .evaluate import check_bits, evaluate_bits, node_values, node_values_packed, pack_bits, unpack_bits
 from .io import FORMAT_NAME, FORMAT_VERSION, load_netlist, save_netlist
-from .ir import ENCODING_KINDS, Encoding, Netlist, NetlistLayer
+from .ir import ENCODING_KINDS, Encoding, Netlist, NetlistArrays, NetlistLayer
 from .simplify import simplify, unused_gate_mask
 
 __all__ = [
     "Encoding",
     "NetlistLayer",
     "Netlist",
+    "NetlistArrays",
     "NetlistBuilder",
     "ENCODING_KINDS",
     "load_netlist",

@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..gates import GATE_NAMES, NUM_GATES
 from ..inputs import check_domain, check_input
 
-__all__ = ["Encoding", "NetlistLayer", "Netlist", "ENCODING_KINDS"]
+__all__ = ["Encoding", "NetlistLayer", "Netlist", "NetlistArrays", "ENCODING_KINDS"]
 
 ENCODING_KINDS = ("thermometer",)
 
@@ -163,6 +163,46 @@ class NetlistLayer:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+@dataclass(frozen=True, eq=False)
+class NetlistArrays:
+    """A validated :class:`Netlist` as plain, read-only numpy arrays (:meth:`Netlist.arrays`): what the
+    lowerings outside this package read (``tvm_ops``, which imports nothing of lgn_nas, and the C
+    export), so they need not check the format again.
+
+    ``layers``: per layer (gate uint8, in_a int64, in_b int64) with the netlist's node ids (inputs
+    first); ``outputs``: node ids, class ``c`` owning ``outputs[c*k:(c+1)*k]``; ``thresholds``: float32
+    (C, T) of the ``encoding_kind`` encoding of raw inputs of shape ``input_shape = (C, *spatial)``, in
+    ``input_domain`` (:mod:`lgn_nas.inputs`).
+    """
+
+    input_shape: Tuple[int, ...]
+    thresholds: np.ndarray
+    layers: Tuple[Tuple[np.ndarray, np.ndarray, np.ndarray], ...]
+    outputs: np.ndarray
+    num_classes: int
+    tau: float
+    encoding_kind: str
+    input_domain: str = "unit"
+
+    @property
+    def num_inputs(self) -> int:
+        return int(self.thresholds.shape[1] * np.prod(self.input_shape))
+
+    @property
+    def num_gates(self) -> int:
+        return int(sum(len(gate) for gate, _, _ in self.layers))
+
+    @property
+    def group_size(self) -> int:
+        return int(self.outputs.shape[0]) // self.num_classes
 
 
 class Netlist:
@@ -348,6 +388,16 @@ class Netlist:
         from .evaluate import node_values
 
         return node_values(self, bits)
+
+    def arrays(self) -> NetlistArrays:
+        """This netlist as plain read-only arrays (validated when the netlist was made: not again)."""
+        enc = self.encoding
+        return NetlistArrays(
+            input_shape=tuple(enc.input_shape), thresholds=_read_only(enc.thresholds),
+            layers=tuple((_read_only(layer.gate), _read_only(layer.in_a), _read_only(layer.in_b))
+                         for layer in self.layers),
+            outputs=_read_only(self.outputs), num_classes=self.num_classes, tau=self.tau, encoding_kind=enc.kind,
+            input_domain=enc.domain)
 
     # ------------------------------------------------------------------ transforms, I/O
     def simplify(self) -> tuple["Netlist", dict]:

@@ -41,7 +41,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ..layers import LogicDense, LogicTreeConv2d
+from ..layers import LogicGates
 from ..layers.parametrizations import logits_for_gate_ids
 
 __all__ = [
@@ -106,7 +106,7 @@ def read_weights_metadata(path: PathLike) -> Dict[str, str]:
 
 
 def _gate_modules(model: nn.Module) -> Dict[str, nn.Module]:
-    return {name: module for name, module in model.named_modules() if isinstance(module, (LogicDense, LogicTreeConv2d))}
+    return {name: module for name, module in model.named_modules() if isinstance(module, LogicGates)}
 
 
 def _small_int(tensor: torch.Tensor) -> torch.Tensor:

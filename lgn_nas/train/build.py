@@ -7,11 +7,12 @@ checks refuse unknown models and data sets before anything is loaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 import torch
 from torch import nn
 
+from ..layers.logic import model_temperature, set_temperature
 from ..models._optim import is_gate_logit_module
 from .config import TrainConfig
 
@@ -135,14 +136,6 @@ def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "c
     model.load_state_dict(checkpoint["model"])
     history = checkpoint["meta"].get("history") or []
     temperature = history[-1].get("temperature") if history else None
-    set_temperature = getattr(model, "set_temperature", None)
-    if temperature is not None and set_temperature is not None:
-        set_temperature(temperature)
+    if temperature is not None:
+        set_temperature(model, temperature)
     return model.to(device).eval(), config
-
-
-def model_temperature(model: nn.Module) -> Optional[float]:
-    for module in model.modules():
-        if is_gate_logit_module(module) and hasattr(module, "temperature"):
-            return float(module.temperature)
-    return None

@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import LogicDense, LogicTreeConv2d, LogicTreeConvPool2d
+from ..gates import PASS_A as _PASS_A, PASS_B as _PASS_B
+from ..layers import GroupSum, LogicDense, LogicTreeConv2d, LogicTreeConvPool2d
+from ..layers.parametrizations import get_parametrization
 from ..layers.relaxations import relax_categorical
 from .evaluation import relaxed_mode
 
 __all__ = ["discretization_report", "format_report", "gradient_reach"]
-
-_PASS_A, _PASS_B = 3, 5
 
 
 def _logic_layers(model: nn.Module) -> List[tuple]:
@@ -57,7 +57,7 @@ def _gate_stats(layer: nn.Module) -> Dict[str, float]:
         "pass_through": float(((ids == _PASS_A) | (ids == _PASS_B)).float().mean()),
         "residual": float((ids == _PASS_A).float().mean()),
     }
-    if layer.parametrization == "raw16":
+    if get_parametrization(layer.parametrization).categorical:
         top2 = weight.topk(2, dim=-1).values
         stats["margin_median"] = float((top2[..., 0] - top2[..., 1]).median())
         probs = relax_categorical(weight, "softmax", layer.temperature, True)
@@ -102,12 +102,12 @@ def discretization_report(model: nn.Module, x: torch.Tensor) -> List[Dict[str, A
             "mean_abs_diff": float((relaxed - discrete).abs().mean()),
             "flip_rate": float(((relaxed > 0.5).float() != discrete).float().mean()),
         })
-    head = getattr(model, "head", None)
-    group_sum = getattr(head, "group_sum", None)
-    classifier = getattr(head, "classifier", None)
-    if group_sum is not None and classifier is not None:
-        rows.append({"layer": "group_sum", "tau": float(group_sum.tau),
-                     "outputs_per_class": classifier.out_features / group_sum.num_classes})
+    from ..models.lgn_conv import LogicHead
+
+    head = next((m for m in model.modules() if isinstance(m, LogicHead)), None)
+    if head is not None and isinstance(head.group_sum, GroupSum) and isinstance(head.classifier, LogicDense):
+        rows.append({"layer": "group_sum", "tau": float(head.group_sum.tau),
+                     "outputs_per_class": head.classifier.out_features / head.group_sum.num_classes})
     return rows
 
 

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models._optim import is_gate_logit_module
+from ..interfaces import HasLogicHead
+from ..layers.logic import logic_layers
 from .distributed import DistributedContext
 
 __all__ = ["relaxed_mode", "as_float", "evaluate", "evaluate_train_mode", "netlist_feed", "evaluate_netlist",
@@ -50,12 +51,11 @@ def relaxed_mode(model: nn.Module, *, keep_relaxation: bool = False) -> Iterator
     relaxations = {}
     model.eval()
     try:
-        for module in model.modules():
-            if is_gate_logit_module(module) and hasattr(module, "relaxation"):
-                relaxations[module] = module.relaxation
-                if not keep_relaxation:
-                    module.relaxation = "softmax"
-                module.training = True
+        for module in logic_layers(model):
+            relaxations[module] = module.relaxation
+            if not keep_relaxation:
+                module.relaxation = "softmax"
+            module.training = True
         yield model
     finally:
         for module, relaxation in relaxations.items():
@@ -129,8 +129,7 @@ def evaluate(
 def _stochastic(model: nn.Module) -> bool:
     from ..layers.relaxations import STOCHASTIC_RELAXATIONS
 
-    return any(getattr(m, "relaxation", None) in STOCHASTIC_RELAXATIONS
-               for m in model.modules() if is_gate_logit_module(m))
+    return any(m.relaxation in STOCHASTIC_RELAXATIONS for m in logic_layers(model))
 
 
 def evaluate_train_mode(
@@ -170,9 +169,9 @@ def evaluate_train_mode(
 def netlist_feed(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """Map images to the raw input of ``discretize(model)``: the images themselves, or for hybrids the
     eval-mode ``head_input`` (normalised backbone features) that their logic head's netlist reads."""
-    head_input = getattr(model, "head_input", None)
-    if head_input is None:
+    if not isinstance(model, HasLogicHead):
         return lambda xb: xb
+    head_input = model.head_input
 
     def feed(xb: torch.Tensor) -> torch.Tensor:
         device = next(model.parameters()).device

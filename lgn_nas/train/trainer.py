@@ -9,6 +9,7 @@ exactly as the eval model (a mismatch raises ``RuntimeError``: a discretisation 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.logic import logic_layers, set_temperature
 from ..models._optim import is_gate_logit_module
 from .augment import random_crop, random_hflip, random_shift
 from .build import (build_model, check_model_name, check_names, fit_encoders, load_run, make_param_groups,
@@ -68,6 +70,7 @@ class TrainResult:
     epochs_completed: int
     stopped_early: bool
     stop_reason: Optional[str] = None
+    simplified_netlist: Any = None  # netlist.simplify()[0]: what metrics["gates"] counts and netlist.lgn holds
 
 
 # --------------------------------------------------------------------------- trainer
@@ -87,6 +90,22 @@ class _Run:
     test_data: tuple
     stopped_early: bool = False
     stop_reason: Optional[str] = None
+    netlists: Optional[tuple] = None  # ((netlist, simplified), gate stats, state) of the last scored model
+
+
+def _state_key(model: nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer of ``model`` is replaced or changed in place (so a
+    netlist derived from it can be reused exactly as long as the key stays the same)."""
+    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
+def _netlists(run: "_Run") -> tuple:
+    """``((netlist, simplified), gate_stats)`` of the run's model, reusing the last ones while the model
+    is unchanged (the last epoch's serve the final metrics)."""
+    key = _state_key(run.model)
+    if run.netlists is None or run.netlists[2] != key:
+        run.netlists = (*netlist_stats(run.model), key)
+    return run.netlists[0], run.netlists[1]
 
 
 # --------------------------------------------------------------------------- trainer
@@ -103,6 +122,9 @@ class Trainer:
       epoch, atomically), and at the end ``metrics.json``, ``netlist.lgn`` (simplified netlist) and
       ``curves.png``. ``resume=True`` continues from the checkpoint there, if any.
     - ``data``: a preloaded :class:`~lgn_nas.data.DatasetSplits` (the search reuses one per process).
+    - ``model``: the model to train, freshly built from ``config`` as :func:`~lgn_nas.train.build_model`
+      builds it (right after ``torch.manual_seed(config.seed)``), so a caller that built it already
+      (the search builds each trial's model once, to validate its genome) does not build another.
     - ``progress``: a tqdm bar per epoch on rank 0; one line per epoch where stderr is not a terminal
       (:func:`lgn_nas.progress.progress_bar`).
     - Subclasses may override :meth:`compute_loss`.
@@ -118,6 +140,7 @@ class Trainer:
             progress: bool = False,
             data: Any = None,
             plot: bool = True,
+            model: Optional[nn.Module] = None,
     ) -> None:
         config.validate()
         self.config = config
@@ -128,6 +151,7 @@ class Trainer:
         self.data = data
         self.plot = plot
         self.global_step = 0
+        self._given_model = model
         self.model: Optional[nn.Module] = None  # the (unwrapped) model, once fit() has built it
         self.optimizer = None
 
@@ -229,7 +253,9 @@ class Trainer:
             eval_split, (x_eval, y_eval) = "test", (x_test, y_test)
 
         torch.manual_seed(c.seed)
-        model = build_model(c, num_classes=splits.num_classes, input_shape=splits.input_shape)
+        model = self._given_model
+        if model is None:
+            model = build_model(c, num_classes=splits.num_classes, input_shape=splits.input_shape)
         fit_encoders(model, x_train)  # before the move; a resumed run loads the saved thresholds over these
         model = model.to(device)
         self.model = model
@@ -254,12 +280,11 @@ class Trainer:
 
         t_model = model_temperature(model)
         self._t_start = c.temperature_start if c.temperature_start is not None else t_model
-        set_temperature = getattr(model, "set_temperature", None)
         scheduled = c.temperature_schedule != "constant" or c.temperature_start is not None
-        if scheduled and (set_temperature is None or self._t_start is None):
-            raise ValueError(f"model {c.model} has no temperature to schedule (no set_temperature)")
-        return _Run(model=model, optimizer=optimizer, scheduler=scheduler, loader=loader,
-                    steps_per_epoch=steps_per_epoch, set_temperature=set_temperature if scheduled else None,
+        if scheduled and (t_model is None or self._t_start is None):
+            raise ValueError(f"model {c.model} has no temperature to schedule (no logic layers)")
+        return _Run(model=model, optimizer=optimizer, scheduler=scheduler, loader=loader, steps_per_epoch=steps_per_epoch,
+                    set_temperature=functools.partial(set_temperature, model) if scheduled else None,
                     eval_split=eval_split, eval_data=(x_eval, y_eval), test_data=(x_test, y_test))
 
     def _resume_or_start(self, run: "_Run", device: torch.device) -> List[Dict[str, Any]]:
@@ -322,7 +347,7 @@ class Trainer:
         c, ctx, split = self.config, self.ctx, run.eval_split
         x_eval, y_eval = run.eval_data
         relaxed = evaluate(run.model, x_eval, y_eval, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
-        (netlist, _), gate_stats = netlist_stats(run.model)
+        (netlist, _), gate_stats = _netlists(run)
         # The netlist computes exactly the eval model (checked on the test set at the end) and is
         # far faster than the torch eval forward, so per-epoch discrete accuracy goes through it.
         discrete = evaluate_netlist(netlist, x_eval, y_eval, ctx=ctx, feed=netlist_feed(run.model))
@@ -361,7 +386,7 @@ class Trainer:
         epochs_completed = len(history)
         model.eval()
         test_relaxed = evaluate(model, x_test, y_test, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
-        relaxations = {m.relaxation for m in model.modules() if is_gate_logit_module(m) and hasattr(m, "relaxation")}
+        relaxations = {m.relaxation for m in logic_layers(model)}
         if relaxations <= {"softmax"}:  # the training forward is the relaxed model just scored
             test_train_mode = test_relaxed
         else:
@@ -369,7 +394,7 @@ class Trainer:
                                                   ctx=ctx)
         test_discrete = evaluate(model, x_test, y_test, relaxed=False, batch_size=c.eval_batch_size, ctx=ctx,
                                  return_scores=not ctx.enabled)
-        (netlist, simplified), gate_stats = netlist_stats(model)
+        (netlist, simplified), gate_stats = _netlists(run)
         train_seconds = float(sum(h["train_seconds"] for h in history))
         train_images = float(sum(h["train_images"] for h in history))
         metrics: Dict[str, Any] = {
@@ -408,7 +433,7 @@ class Trainer:
             raise RuntimeError(mismatch)
         return TrainResult(config=c, metrics=metrics, history=history, model=model, netlist=netlist,
                            out_dir=self.out_dir, epochs_completed=epochs_completed, stopped_early=run.stopped_early,
-                           stop_reason=run.stop_reason)
+                           stop_reason=run.stop_reason, simplified_netlist=simplified)
 
     def _check_netlists(self, model, netlist, simplified, x_test, y_test, metrics, reference=None) -> Optional[str]:
         """Score the test set through both netlists; they must equal the eval model's scores."""
@@ -503,16 +528,7 @@ class Trainer:
         }
 
 
-def fit(
-        config: TrainConfig,
-        *,
-        callbacks: Iterable[Callback] = (),
-        out_dir: Union[str, Path, None] = None,
-        resume: bool = False,
-        progress: bool = False,
-        data: Any = None,
-        plot: bool = True,
-) -> TrainResult:
-    """Train ``config`` and return a :class:`TrainResult` (see :class:`Trainer` for the arguments)."""
-    return Trainer(config, callbacks=callbacks, out_dir=out_dir, resume=resume, progress=progress, data=data,
-                   plot=plot).fit()
+def fit(config: TrainConfig, **options: Any) -> TrainResult:
+    """Train ``config`` and return a :class:`TrainResult`; ``options`` are :class:`Trainer`'s keyword
+    arguments (``callbacks``, ``out_dir``, ``resume``, ``progress``, ``data``, ``plot``, ``model``)."""
+    return Trainer(config, **options).fit()

@@ -1,0 +1,74 @@
+"""LogicSpec: the six strategies of a logic layer, chosen by name and checked once.
+
+Every logic layer and model takes the same six strategy arguments (``connectivity``, ``relaxation``,
+``parametrization``, ``init``, ``temperature``, ``backend``); each name is looked up in its registry
+(``CONNECTIVITIES``, ``RELAXATIONS``, ``PARAMETRIZATIONS``, ``INITS``, ``BACKENDS``, as timm's
+``get_act_layer`` looks up activations). A :class:`LogicSpec` holds one choice of all six, checked
+when it is made, so a model makes one and hands it to each of its layers, which take it as it is. The
+search's genome schema reads its fields (their names and JSON types) from here too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from .backends import resolve_backend
+from .connectivity import CONNECTIVITIES
+from .parametrizations import check_init, check_parametrization
+from .relaxations import check_relaxation
+
+__all__ = ["LogicSpec", "STRATEGIES"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LogicSpec:
+    """One choice of each strategy (defaults: those of ``LogicDense``). Made only valid:
+    unknown names and a non-positive temperature raise ``ValueError``, an unavailable ``backend="tvm"``
+    too; ``temperature`` becomes a float."""
+
+    connectivity: str = "random"
+    relaxation: str = "softmax"
+    parametrization: str = "raw16"
+    init: str = "residual"
+    temperature: float = 1.0
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.connectivity not in CONNECTIVITIES:
+            raise ValueError(f"unknown connectivity {self.connectivity!r}: expected one of {', '.join(CONNECTIVITIES)}")
+        check_relaxation(self.relaxation)
+        check_parametrization(self.parametrization)
+        check_init(self.init)
+        try:
+            temperature = float(self.temperature)
+        except (TypeError, ValueError):
+            temperature = math.nan
+        if isinstance(self.temperature, bool) or not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        object.__setattr__(self, "temperature", temperature)
+        resolve_backend(self.backend)
+
+    @classmethod
+    def coerce(cls, spec: Optional["LogicSpec"] = None, *, owner: str = "LogicSpec",
+               defaults: Optional[Mapping[str, Any]] = None, **strategies: Any) -> "LogicSpec":
+        """The spec a layer or model was given: ``spec`` (as it is) or one made from ``strategies`` over
+        ``defaults``; an argument that is no strategy is a ``TypeError`` naming ``owner``, as Python's."""
+        unknown = sorted(set(strategies) - set(STRATEGIES))
+        if unknown:
+            raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
+        if spec is not None:
+            if not isinstance(spec, LogicSpec):
+                raise TypeError(f"{owner}(): spec must be a LogicSpec, got {type(spec).__name__}")
+            return dataclasses.replace(spec, **strategies) if strategies else spec
+        return cls(**{**(defaults or {}), **strategies})
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The six choices as plain JSON values (model kwargs, genomes)."""
+        return dataclasses.asdict(self)
+
+
+# The strategy arguments and the JSON types a genome may give them.
+STRATEGIES: Dict[str, Tuple[type, ...]] = {
+    f.name: ((int, float) if f.type in ("float", float) else (str,)) for f in dataclasses.fields(LogicSpec)
+}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def _fake_run(run_dir: Path, model_name: str = "lgn_dense_s", *, dataset: str = 
         "test_acc_netlist": 0.1234, "gates": int(netlist.simplify()[0].num_gates), "gates_raw": int(netlist.num_gates),
         "logic_depth": 4, "netlist_agrees": True, "train_seconds": 1.0, "wall_seconds": 2.0})
     return run_dir
+
+
+#: The shared JPEG-q75 copy of CIFAR-10 beside the repository clone (the data lgn_conv_s.cifar10_jpeg was
+#: trained on); elsewhere the test looks in $LGN_DATA_DIR and skips with the loader's reason.
+SHARED_CIFAR10 = Path(os.environ.get("LGN_CIFAR10_ROOT", Path(__file__).resolve().parents[2] / "shared/data/cifar10-jpeg"))
 
 
 def _images(count: int = 64, seed: int = 0) -> torch.Tensor:
@@ -227,7 +233,8 @@ def _shipped():
 def test_shipped_weights_reproduce_their_recorded_discrete_test_accuracy(tag, load_data):
     record = read_record(tag)
     assert hashlib.sha256(weights_path(tag).read_bytes()).hexdigest() == record["sha256"]
-    x, y = load_data(record["dataset"], val_size=0, dtype=torch.uint8).test
+    root = SHARED_CIFAR10 if record["dataset"] == "cifar10" and SHARED_CIFAR10.is_dir() else None
+    x, y = load_data(record["dataset"], root=root, val_size=0, dtype=torch.uint8).test
     model = timm.create_model(record["model"], pretrained=True).eval()
     assert model.pretrained_cfg["tag"] == tag.partition(".")[2]
     netlist = discretize(model)

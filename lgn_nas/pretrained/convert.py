@@ -42,6 +42,7 @@ _FLAGS = (
     ("eval_batch_size", "--eval-batch-size"), ("optimizer", "--opt"), ("lr", "--lr"), ("scheduler", "--sched"),
     ("warmup_epochs", "--warmup-epochs"), ("min_lr", "--min-lr"), ("weight_decay", "--weight-decay"),
     ("decay_gate_logits", "--decay-gate-logits"), ("random_shift", "--random-shift"),
+    ("random_crop_padding", "--random-crop-padding"), ("hflip", "--hflip"),
     ("temperature_schedule", "--temperature-schedule"), ("temperature_start", "--temperature-start"),
     ("temperature_end", "--temperature-end"), ("temperature_step", "--temperature-step"),
     ("grad_clip", "--grad-clip"), ("val_size", "--val-size"), ("limit_train", "--limit-train"),

@@ -94,6 +94,14 @@ def _check_choices(name: str, choices: Sequence[Any], known: Optional[Sequence[A
     return choices
 
 
+
+def _outside_head(widths: List[int], depth: Tuple[int, int], width: Tuple[int, int]) -> None:
+    """Refuse a logic head whose depth (``len(widths)``) or any width lies outside the space's bounds."""
+    _outside("head_depth", len(widths), depth, interval=True,
+             label="genome key 'head_widths' (its length, the head depth)")
+    for j, value in enumerate(widths):
+        _outside("head_width", value, width, interval=True, label=f"genome key 'head_widths' (layer {j})")
+
 class BaseSpace:
     """Common parts: the data shape, encoding, GroupSum and relaxation parameters.
 
@@ -497,12 +505,7 @@ class ConvSpace(BaseSpace):
                                   f"channel_mode={list(self.channel_mode)} (k times a growth per stage)")
             _outside("channel_growth", ratio, self.channel_growth, interval=True,
                      label="genome key 'channels' (its growth)")
-        widths = list(genome.get("head_widths", ()))
-        _outside("head_depth", len(widths), self.head_depth, interval=True,
-                 label="genome key 'head_widths' (its length, the head depth)")
-        for j, width in enumerate(widths):
-            _outside("head_width", width, self.head_width_range, interval=True,
-                     label=f"genome key 'head_widths' (layer {j})")
+        _outside_head(list(genome.get("head_widths", ())), self.head_depth, self.head_width_range)
 
     def min_raw_gates(self) -> int:
         """Raw gates of the smallest genome: every stage choice searched exactly (a small dynamic program)."""
@@ -599,11 +602,7 @@ class HybridSpace(BaseSpace):
             _outside("feature_index", genome["feature_index"], self.feature_index, interval=True)
         widths = list(genome.get("head_widths", ()))
         if widths:
-            _outside("head_depth", len(widths), self.head_depth, interval=True,
-                     label="genome key 'head_widths' (its length, the head depth)")
-        for j, width in enumerate(widths):
-            _outside("head_width", width, self.head_width_range, interval=True,
-                     label=f"genome key 'head_widths' (layer {j})")
+            _outside_head(widths, self.head_depth, self.head_width_range)
 
     def min_raw_gates(self) -> int:
         classifier = max(1, math.ceil(self.head_width_range[0] / self.num_classes)) * self.num_classes

@@ -1,6 +1,6 @@
 """One training step of the whole convolutional LGN: lgn-nas vs torchlogix (PyPI), side by side.
 
-    bash benchmarks/peers/setup_torchlogix.sh            # once: torchlogix in its own venv
+    bash benchmarks/peers/setup_peers.sh                 # once: torchlogix (and difflogic) in their own venvs
     python benchmarks/bench_conv_model_step.py [--model mnist cifar] [--batch 128] [--steps 5]
                                                [--rounds 3] [--threads 1] [--peer-python PATH]
 
@@ -25,7 +25,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PEER_SCRIPT = HERE / "peers" / "torchlogix_conv_step.py"
-DEFAULT_PEER_PYTHON = Path.home() / ".cache" / "lgn_nas" / "peers" / "torchlogix" / "bin" / "python"
+PEERS_DIR = Path(os.environ.get("LGN_PEERS_DIR", Path.home() / ".cache" / "lgn_nas" / "peers"))
+DEFAULT_PEER_PYTHON = next(iter(sorted(PEERS_DIR.glob("torchlogix-py*/bin/python"))), PEERS_DIR / "torchlogix-py3.12" / "bin" / "python")
 MODELS = {"mnist": "lgn_conv_mnist_s", "cifar": "lgn_conv_s"}
 PEER_MODELS = {"mnist": "ClgnMnistSmall", "cifar": "ClgnCifar10Small"}
 
@@ -95,7 +96,7 @@ def main() -> None:
     print(f"batch {args.batch}, {args.steps} timed steps per process, {args.rounds} rounds, {args.threads} thread(s); "
           f"load average before: {_load()}")
     if peer is None:
-        print(f"  torchlogix rows skipped: no venv python at {args.peer_python} (bash benchmarks/peers/setup_torchlogix.sh)")
+        print(f"  torchlogix rows skipped: no venv python at {args.peer_python} (bash benchmarks/peers/setup_peers.sh)")
     common = ["--batch", str(args.batch), "--steps", str(args.steps), "--threads", str(args.threads), "--seed", str(args.seed)]
     for key in args.model:
         results = {"lgn-nas": [], "torchlogix": []}

@@ -1,6 +1,6 @@
 """One training step of torchlogix's convolutional LGNs, timed; run by ``bench_conv_model_step.py``.
 
-Runs in torchlogix's own virtual environment (``setup_torchlogix.sh``), never in lgn-nas's. Prints one
+Runs in torchlogix's own virtual environment (``setup_peers.sh``), never in lgn-nas's. Prints one
 JSON line: parameter count, per-step seconds, resident memory before the first step and its peak.
 
 torchlogix 0.2.2's package ``__init__`` imports its circuit compiler, whose f-strings need Python

@@ -47,6 +47,19 @@ def test_simplified_module_and_mnist_shape(tmp_path, random_netlist):
 
 
 @needs_iverilog
+@pytest.mark.parametrize("group_size", [1, 2, 7, 13])
+def test_popcount_tree_counts_every_group_size(tmp_path, group_size, random_netlist):
+    # The per-class popcount is a tree of pairwise adders: odd levels carry one sum up, a group of 1 has none.
+    net = random_netlist(group_size, input_shape=(1, 4, 4), thresholds=1, widths=(60, 4 * group_size),
+                         num_classes=4, group_size=group_size)
+    bits = np.random.default_rng(group_size).random((64, net.num_inputs)) < 0.5
+    assert "PASS 64 vectors" in simulate(tmp_path, net, bits)
+    text = verilog_source(net)
+    adders = text.count(" + ")
+    assert adders == 4 * (group_size - 1)  # n - 1 adders per class, none of them a chain of full-width terms
+
+
+@needs_iverilog
 def test_testbench_detects_wrong_counts(tmp_path, random_netlist):
     net = random_netlist(2, **SMALL)
     bits = np.random.default_rng(3).random((8, net.num_inputs)) < 0.5

@@ -109,15 +109,48 @@ def verilog_source(netlist: Any, *, module_name: str = "lgn_net", pipeline_every
                 lines.append(f"        p{stage}_{node} <= {signal[node]};")
             lines.append("    end")
             signal = {node: f"p{stage}_{node}" for node in alive}
-    lines.append("    // GroupSum: per-class popcount")
+    lines.append("    // GroupSum: per-class popcount, a balanced tree of adders as wide as their sums need")
     outputs = net.outputs.reshape(n_cls, k)
     for c in range(n_cls):
-        terms = " + ".join(f"{{{{{cb - 1}{{1'b0}}}}, {signal[int(node)]}}}" if cb > 1 else signal[int(node)]
-                           for node in outputs[c])
-        lines.append(f"    wire [{cb - 1}:0] count{c} = {terms};")
+        lines += _popcount_tree(f"count{c}", [signal[int(node)] for node in outputs[c]], cb)
     lines.append("    assign counts = {" + ", ".join(f"count{c}" for c in reversed(range(n_cls))) + "};")
     lines.append("endmodule")
     return "\n".join(lines) + "\n"
+
+
+def _bits_for(count: int) -> int:
+    return max(1, int(count).bit_length())
+
+
+def _popcount_tree(name: str, bits: list, width: int) -> list:
+    """Verilog lines declaring ``wire [width-1:0] name`` = the number of ``bits`` that are 1.
+
+    Pairs are added level by level (depth ceil(log2 n) adders, not a chain of n); each sum is only as
+    wide as the largest count it can hold, so the tree has about 2n adder bits instead of n * width.
+    """
+    lines = []
+    level = [(b, 1) for b in bits]  # (signal, most ones it can count)
+    depth = 0
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level) - 1, 2):
+            (a, na), (b, nb) = level[i], level[i + 1]
+            n = na + nb
+            w = _bits_for(n)
+            wire = f"{name}_{depth}_{i // 2}"
+            lines.append(f"    wire [{w - 1}:0] {wire} = {_extend(a, _bits_for(na), w)} + {_extend(b, _bits_for(nb), w)};")
+            nxt.append((wire, n))
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level, depth = nxt, depth + 1
+    root, n = level[0] if level else ("1'b0", 0)
+    lines.append(f"    wire [{width - 1}:0] {name} = {_extend(root, _bits_for(n), width)};")
+    return lines
+
+
+def _extend(signal: str, have: int, want: int) -> str:
+    """``signal`` (``have`` bits) zero-extended to ``want`` bits."""
+    return signal if have >= want else f"{{{{{want - have}{{1'b0}}}}, {signal}}}"
 
 
 def to_verilog(netlist: Any, path: Any, *, module_name: str = "lgn_net", pipeline_every: int = 0,

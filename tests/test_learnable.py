@@ -36,10 +36,7 @@ def _op_inputs(seed, batch=6, inputs=11, neurons=7, k=4, dtype=torch.float64):
 
 
 # ----------------------------------------------------------------------------- the op
-@pytest.mark.parametrize("chunk", [None, 7])
-def test_fused_op_equals_plain_op_in_value_and_gradient(chunk, monkeypatch):
-    if chunk is not None:  # candidate columns gathered a few at a time
-        monkeypatch.setattr(functional, "GATHER_CHUNK", chunk)
+def test_fused_op_equals_plain_op_in_value_and_gradient():
     x, cand_a, cand_b, wa, wb, c = _op_inputs(0)
     out = logic_dense_learnable(x, cand_a, cand_b, wa, wb, c)
     ref = logic_dense_learnable_plain(x, cand_a, cand_b, wa, wb, c)
@@ -50,6 +47,24 @@ def test_fused_op_equals_plain_op_in_value_and_gradient(chunk, monkeypatch):
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
     assert torch.autograd.gradcheck(lambda *t: logic_dense_learnable(t[0], cand_a, cand_b, *t[1:]), (x, wa, wb, c))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_op_in_lower_precision_matches_float64(dtype):
+    x, cand_a, cand_b, wa, wb, c = (t.detach() for t in _op_inputs(4, batch=9, inputs=40, neurons=30, k=6))
+    low = [t.to(dtype).requires_grad_() if t.is_floating_point() else t for t in (x, cand_a, cand_b, wa, wb, c)]
+    high = [t.detach().to(torch.float64).requires_grad_() if t.is_floating_point() else t for t in low]
+    out = logic_dense_learnable(*low)
+    ref = logic_dense_learnable(*high)
+    assert out.dtype == dtype
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=0.05, rtol=0.05)
+    torch.testing.assert_close(out.double(), ref, **tol)
+    out.float().sum().backward()
+    ref.sum().backward()
+    for lo, hi in zip(low, high):
+        if lo.is_floating_point():
+            assert lo.grad.dtype == dtype
+            torch.testing.assert_close(lo.grad.double(), hi.grad, **tol)
 
 
 def test_one_hot_wires_are_the_fixed_wiring_op():

@@ -94,20 +94,24 @@ def test_layers_take_the_noise_scale_from_the_registry(make):
     assert layer._noise_scale == 1.0
 
 
-def test_tvm_conv_path_trains_with_kim_gumbel_as_the_torch_path_does():
+@pytest.mark.parametrize("kind", ["dense", "conv_tree"])
+def test_tvm_kernels_train_with_kim_gumbel_as_the_torch_path_does(kind):
+    """The TVM dense and fused tree-conv kernels take the relaxed coefficients the layer computes, so the
+    same noise draw gives the torch path's outputs and gate-logit gradients."""
     pytest.importorskip("tvm")
     torch.manual_seed(6)
-    x = torch.rand(2, 4, 10, 10)
+    x = torch.rand(8, 40) if kind == "dense" else torch.rand(2, 4, 10, 10)
     outs, grads = [], []
     for backend in ("torch", "tvm"):
         torch.manual_seed(7)
-        conv = LogicTreeConv2d(4, 6, 3, tree_depth=2, padding=1, relaxation="kim_gumbel", init="gaussian",
-                               backend=backend).train()
+        layer = (LogicDense(40, 64, relaxation="kim_gumbel", init="gaussian", backend=backend) if kind == "dense" else
+                 LogicTreeConv2d(4, 6, 3, tree_depth=2, padding=1, relaxation="kim_gumbel", init="gaussian",
+                                 backend=backend)).train()
         torch.manual_seed(8)  # the same noise draw for both backends
-        y = conv(x)
+        y = layer(x)
         (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
         outs.append(y.detach())
-        grads.append(conv.weight.grad)
+        grads.append(layer.weight.grad)
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
 

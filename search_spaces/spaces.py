@@ -20,7 +20,7 @@ import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 from .genome import GenomeError, validate_genome
-from .training import GUMBEL_RELAXATIONS, TrainingSpace
+from .training import TrainingSpace, is_gumbel
 
 __all__ = ["BaseSpace", "DenseSpace", "ConvSpace", "HybridSpace", "register_space", "get_space", "list_spaces",
            "space_class", "receptive_field"]
@@ -241,7 +241,7 @@ class BaseSpace:
             _outside("candidates", genome["candidates"], self.candidates, interval=True)
         if "group_tau" in genome:
             _outside("group_tau", genome["group_tau"], self.group_tau, interval=True)
-        if genome.get("relaxation") in GUMBEL_RELAXATIONS and "temperature" in genome:
+        if is_gumbel(genome.get("relaxation")) and "temperature" in genome:
             _outside("gumbel_tau", genome["temperature"], self.gumbel_tau, interval=True,
                      label="genome key 'temperature' (the Gumbel tau)")
 

@@ -19,9 +19,15 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from .genome import GenomeError
 
-__all__ = ["TrainingSpace", "GUMBEL_RELAXATIONS"]
+__all__ = ["TrainingSpace", "is_gumbel"]
 
-GUMBEL_RELAXATIONS = ("gumbel_soft", "gumbel_st")
+
+def is_gumbel(relaxation: Any) -> bool:
+    """Whether ``relaxation`` draws noise (``gumbel_soft``, ``gumbel_st``, ``kim_gumbel``: the registry's
+    ``STOCHASTIC_RELAXATIONS``), so that its temperature is the searched ``gumbel_tau``, kept constant."""
+    from lgn_nas.layers.relaxations import STOCHASTIC_RELAXATIONS
+
+    return relaxation in STOCHASTIC_RELAXATIONS
 
 
 def _range(name: str, bounds: Any) -> Optional[Tuple[float, float]]:
@@ -74,7 +80,7 @@ class TrainingSpace:
         """``TrainConfig`` fields for this trial (``template``: the study's ``TrainConfig``)."""
         overrides: Dict[str, Any] = {}
         relaxation = genome.get("relaxation", "softmax")
-        if relaxation in GUMBEL_RELAXATIONS:
+        if is_gumbel(relaxation):
             if template.temperature_schedule != "constant" or template.temperature_start is not None:
                 overrides.update(temperature_schedule="constant", temperature_start=None, temperature_end=None)
         elif self.temperature_end is not None:

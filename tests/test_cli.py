@@ -81,9 +81,11 @@ def test_train_writes_outputs_then_resume_and_force(tmp_path, capsys, mnist_avai
     for name in ("metrics.json", "netlist.lgn", "checkpoint.safetensors", "config.json", "curves.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("test_acc_relaxed", "test_acc_discrete", "discretization_gap", "unused_gate_fraction", "gates",
-                "gates_raw", "train_seconds", "images_per_second", "history"):
+    for key in ("test_acc_relaxed", "test_acc_discrete", "discretization_gap", "unused_gate_fraction",
+                "unused_gate_fraction_next_layer", "gates", "gates_raw", "train_seconds", "images_per_second",
+                "history"):
         assert key in metrics, key
+    assert 0.0 <= metrics["unused_gate_fraction_next_layer"] <= metrics["unused_gate_fraction"] < 1.0
     assert f"{metrics['test_acc_discrete'] * 100:.2f}%" in printed and f"gates {metrics['gates']}" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["model_kwargs"] == {"depth": 2, "width": 200, "init": "gaussian", "group_tau": 3, "backend": "torch"}

@@ -25,10 +25,11 @@ SMALL = {"lgn_dense_s": dict(depth=2, width=60), "lgn_conv_mnist_s": dict(channe
 
 
 def test_every_strategy_is_a_registry_and_the_spec_checks_each_once():
-    assert set(RELAXATIONS) == {"softmax", "gumbel_soft", "gumbel_st", "hard_st"}
+    assert set(RELAXATIONS) == {"softmax", "gumbel_soft", "gumbel_st", "hard_st", "kim_gumbel"}
     assert {name: (r.noise, r.straight_through) for name, r in RELAXATIONS.items()} == {
-        "softmax": (False, False), "gumbel_soft": (True, False), "gumbel_st": (True, True), "hard_st": (False, True)}
-    assert STOCHASTIC_RELAXATIONS == ("gumbel_soft", "gumbel_st")
+        "softmax": (False, False), "gumbel_soft": (True, False), "gumbel_st": (True, True), "hard_st": (False, True),
+        "kim_gumbel": (True, False)}
+    assert STOCHASTIC_RELAXATIONS == ("gumbel_soft", "gumbel_st", "kim_gumbel")
     assert set(PARAMETRIZATIONS) == {"raw16", "truth_table"} and set(INITS) == {"residual", "gaussian"}
     assert set(CONNECTIVITIES) == {"random", "unique", "learnable"} and set(BACKENDS) == {"auto", "torch", "tvm"}
     assert [name for name, c in CONNECTIVITIES.items() if c.learnable] == ["learnable"]

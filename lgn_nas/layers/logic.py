@@ -55,13 +55,13 @@ class LogicGates(nn.Module):
     @relaxation.setter
     def relaxation(self, name: str) -> None:
         r = get_relaxation(name)
-        self._noise, self._straight_through = r.noise, r.straight_through
+        self._noise, self._straight_through, self._noise_scale = r.noise, r.straight_through, float(r.noise_scale)
         self._relaxation = name
 
     def coefficients(self) -> torch.Tensor:
         """Per-gate (c1, ca, cb, cab) under the current mode (relaxed in training, hard in eval)."""
         return coefficients(self.weight, self.basis, self._categorical, self._noise, self._straight_through,
-                            self.temperature, self.training)
+                            self.temperature, self.training, self._noise_scale)
 
     @torch.jit.unused
     def gate_ids(self) -> torch.Tensor:

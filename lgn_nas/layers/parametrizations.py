@@ -126,14 +126,16 @@ def coefficients(
         straight_through: bool,
         temperature: float,
         training: bool,
+        noise_scale: float = 1.0,
 ) -> torch.Tensor:
     """Coefficients ``(*shape, 4)`` = (c1, ca, cb, cab) of each gate's relaxation, from the
-    parametrisation's kind and the relaxation's flags (what the layers call; TorchScript compiles it)."""
+    parametrisation's kind and the relaxation's flags and noise scale (what the layers call;
+    TorchScript compiles it)."""
     if is_categorical:
         if not training:  # the argmax gate's coefficients, without a one-hot detour
             return basis[weight.argmax(dim=-1)]
-        return categorical(weight, noise, straight_through, temperature, training) @ basis
-    t = bernoulli(weight, noise, straight_through, temperature, training)
+        return categorical(weight, noise, straight_through, temperature, training, noise_scale) @ basis
+    t = bernoulli(weight, noise, straight_through, temperature, training, noise_scale)
     t00 = t[..., 0]
     t01 = t[..., 1]
     t10 = t[..., 2]
@@ -152,7 +154,7 @@ def gate_coefficients(
     """:func:`coefficients` by the strategies' names."""
     r = get_relaxation(relaxation)
     return coefficients(weight, basis, get_parametrization(parametrization).categorical, r.noise,
-                        r.straight_through, temperature, training)
+                        r.straight_through, temperature, training, r.noise_scale)
 
 
 def discrete_ids(weight: torch.Tensor, is_categorical: bool) -> torch.Tensor:

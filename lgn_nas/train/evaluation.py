@@ -220,14 +220,19 @@ def dist_backend_is_nccl() -> bool:
 
 
 def netlist_stats(model: nn.Module) -> tuple[Any, Dict[str, Any]]:
+    """``((netlist, simplified), stats)``: gate counts, the two unused-gate counts of
+    :mod:`lgn_nas.metrics` (``unused_gate_fraction``: ours; ``unused_gate_fraction_next_layer``: read by
+    no gate, one hop) and the simplified logic depth."""
     from ..discretize import discretize
+    from ..metrics import unused_gate_fraction
 
     netlist = discretize(model)
     simplified, _ = netlist.simplify()
     stats = {
         "gates_raw": int(netlist.num_gates),
         "gates": int(simplified.num_gates),
-        "unused_gate_fraction": float(netlist.unused_gate_fraction()),
+        "unused_gate_fraction": unused_gate_fraction(netlist),
+        "unused_gate_fraction_next_layer": unused_gate_fraction(netlist, "next_layer"),
         "logic_depth": int(simplified.logic_depth),
     }
     return (netlist, simplified), stats

@@ -127,7 +127,7 @@ def main() -> None:
         print(f"  torchlogix rows skipped: no venv python at {args.peer_python} (bash benchmarks/peers/setup_peers.sh)")
     common = ["--batch", str(args.batch), "--features", str(args.features), "--steps", str(args.steps),
               "--threads", str(args.threads), "--seed", str(args.seed)]
-    configs = [("lgn-nas learnable", k) for k in args.candidates] + [("torchlogix learnable", k) for k in args.candidates]
+    configs = [(impl, k) for k in args.candidates for impl in ("lgn-nas learnable", "torchlogix learnable")]
     if not args.no_fixed:
         configs += [("lgn-nas fixed", 0), ("torchlogix fixed", 0)]
     results = {config: [] for config in configs}

@@ -66,11 +66,11 @@ def test_gradcheck_float64():
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (8, 8, 8, 1), (7, 13, 21, 2), (17, 9, 16, 3), (33, 40, 8, 5),
-                                   (25, 30, 27, 16), (9, 5, 3, 4)])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (8, 8, 8, 1), (16, 8, 16, 2), (7, 13, 21, 2), (17, 9, 16, 3),
+                                   (33, 40, 8, 5), (25, 30, 27, 16), (9, 5, 3, 4), (40, 9, 13, 2)])
 def test_float64_matches_reference(shape, threads):
-    """Full and partial tiles of 8 samples, gate blocks of 8 with tails of every size, candidate
-    counts 1 to 16, more tasks than tiles."""
+    """Full and partial tiles of 16 samples (and their 8-sample halves), gate blocks of 8 with tails
+    of every size, inputs not a multiple of 8, candidate counts 1 to 16, more tasks than tiles."""
     case = _case(*shape, seed=sum(shape) + threads)
     got = _with_threads(threads, lambda: _run(training.logic_dense_learnable, *case))
     _assert_matches(got, _run(_reference, *case), atol=1e-12, rtol=1e-12)

@@ -299,7 +299,7 @@ class _TvmLogicDenseLearnable(torch.autograd.Function):
 
         out = torch.empty(x.shape[0], ca32.shape[0], dtype=x.dtype)
         if out.numel():
-            _threads(x.shape[0])  # parallel over tiles of 8 samples
+            _threads(x.shape[0])  # parallel over tiles of samples
             mod[tdl.FWD](_dl(x), _dl(ca32), _dl(cb32), _dl(wa), _dl(wb), _dl(coefficients), _dl(out))
         ctx.save_for_backward(x, ca32, cb32, wa, wb, coefficients)
         ctx.mod = mod
@@ -307,13 +307,13 @@ class _TvmLogicDenseLearnable(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        from . import train_dense
+        from . import train_dense_learnable as tdl
 
         x, ca32, cb32, wa, wb, coefficients = ctx.saved_tensors
         g = grad_out.to(x.dtype).contiguous()
         batch, n = g.shape
         k = ca32.shape[1]
-        p = min(_threads(batch), (batch + train_dense.TILE - 1) // train_dense.TILE)  # tasks own whole tiles
+        p = min(_threads(batch), (batch + tdl.TILE - 1) // tdl.TILE)  # tasks own whole tiles
         p = max(1, min(p, (2 ** 31 - 1) // max(1, 2 * k * n)))  # partw (p, 2, k, n) stays int32-indexable
         grad_x = torch.empty_like(x)
         grad_c = torch.empty(n, 4, dtype=x.dtype)
@@ -323,8 +323,6 @@ class _TvmLogicDenseLearnable(torch.autograd.Function):
             for t in (grad_x, grad_c, grad_wa, grad_wb):
                 t.zero_()
         elif x.shape[1] or n:
-            from . import train_dense_learnable as tdl
-
             partc = torch.empty(p, 4, n, dtype=x.dtype)  # per-task partial sums (scratch)
             partw = torch.empty(p, 2, k, n, dtype=x.dtype)
             ctx.mod[tdl.BWD](_dl(x), _dl(ca32), _dl(cb32), _dl(wa), _dl(wb), _dl(coefficients), _dl(g), _dl(grad_x),

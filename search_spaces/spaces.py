@@ -5,7 +5,9 @@ images; widen them on bigger machines) whose ``__call__`` asks the trial for par
 that say what they are (``depth``, ``width_0``, ``tree_depth_1``, ``gumbel_tau``, ...) and returns a
 validated genome (its data checked; the model's own constraints are checked where it is built, once:
 ``build_model(genome)``, which the search does for each trial). Conditional parameters are plain control flow: ``gumbel_tau`` exists only for
-Gumbel relaxations, ``width_i`` only for layers that exist, ``thresholds`` only with several bits.
+Gumbel relaxations, ``width_i`` only for layers that exist, ``thresholds`` only with several bits,
+``candidates`` only for ``connectivity="learnable"`` (whose choices include it only when asked:
+``connectivity=["learnable"]`` or with the fixed schemes, and ``candidates=[low, high]``).
 
 ``get_space(name, **bounds)`` builds one by name; ``list_spaces()`` lists the names;
 ``register_space`` adds your own.
@@ -126,6 +128,7 @@ class BaseSpace:
             input_bits: Sequence[int] = (1, 2),
             thresholds: Sequence[str] = ("uniform", "distributive"),
             connectivity: Sequence[str] = ("random", "unique"),
+            candidates: Tuple[int, int] = (2, 16),
             relaxation: Sequence[str] = ("softmax", "hard_st", "gumbel_st"),
             parametrization: Sequence[str] = ("raw16",),
             init: Sequence[str] = ("residual", "gaussian"),
@@ -148,6 +151,8 @@ class BaseSpace:
         self.input_bits = _check_choices("input_bits", input_bits)
         self.thresholds = _check_choices("thresholds", thresholds, THRESHOLD_METHODS)
         self.connectivity = _check_choices("connectivity", connectivity, tuple(CONNECTIVITIES))
+        _check_range("candidates", candidates)
+        self.candidates = tuple(candidates)
         self.relaxation = _check_choices("relaxation", relaxation, RELAXATIONS)
         self.parametrization = _check_choices("parametrization", parametrization, tuple(PARAMETRIZATIONS))
         self.init = _check_choices("init", init, INITS)
@@ -186,14 +191,25 @@ class BaseSpace:
     def _categorical(trial: Any, name: str, choices: Tuple[Any, ...]) -> Any:
         return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, list(choices))
 
-    def suggest_common(self, trial: Any) -> Dict[str, Any]:
-        """Encoding, wiring, relaxation and temperatures (names as in the genome)."""
+    def suggest_common(self, trial: Any, *, max_candidates: Optional[int] = None) -> Dict[str, Any]:
+        """Encoding, wiring, relaxation and temperatures (names as in the genome).
+
+        ``candidates`` (the candidate wires per gate input) exists only for a learnable connectivity,
+        log-uniform in its bound and at most ``max_candidates`` (the fewest inputs a logic layer of
+        the genome reads, where the space knows it; a layer reads at least its candidates).
+        """
+        from lgn_nas.layers.connectivity import get_connectivity
+
         genome: Dict[str, Any] = {}
         bits = int(self._categorical(trial, "input_bits", self.input_bits))
         genome["input_bits"] = bits
         if bits > 1:
             genome["thresholds"] = self._categorical(trial, "thresholds", self.thresholds)
         genome["connectivity"] = self._categorical(trial, "connectivity", self.connectivity)
+        if get_connectivity(genome["connectivity"]).learnable:
+            low, high = self.candidates
+            high = max(low, min(high, max_candidates)) if max_candidates is not None else high
+            genome["candidates"] = trial.suggest_int("candidates", low, high, log=True) if high > low else low
         relaxation = self._categorical(trial, "relaxation", self.relaxation)
         genome["relaxation"] = relaxation
         from lgn_nas.layers.relaxations import STOCHASTIC_RELAXATIONS  # the Gumbel ones: their noise has a temperature
@@ -221,6 +237,8 @@ class BaseSpace:
         for key in ("connectivity", "relaxation", "parametrization", "init"):
             if key in genome:
                 _outside(key, genome[key], getattr(self, key))
+        if genome.get("candidates") is not None:
+            _outside("candidates", genome["candidates"], self.candidates, interval=True)
         if "group_tau" in genome:
             _outside("group_tau", genome["group_tau"], self.group_tau, interval=True)
         if genome.get("relaxation") in GUMBEL_RELAXATIONS and "temperature" in genome:
@@ -260,8 +278,8 @@ class DenseSpace(BaseSpace):
     ``num_classes``; "per_layer": hidden ``width_0`` .. ``width_{depth-2}`` and the last layer's
     ``classifier_width``, a multiple of ``num_classes``); ``crop_border`` (pixels on each side that
     the first layer never reads: ``input_crop`` = image size - 2 x border; 4 is the 2022 paper's
-    20x20 MNIST crop); plus the common ``input_bits``, ``thresholds``, ``connectivity``,
-    ``relaxation``, ``gumbel_tau``, ``parametrization``, ``init``, ``group_tau``.
+    20x20 MNIST crop); plus the common ``input_bits``, ``thresholds``, ``connectivity`` (and
+    ``candidates``), ``relaxation``, ``gumbel_tau``, ``parametrization``, ``init``, ``group_tau``.
     """
 
     model = "lgn_dense_s"
@@ -308,7 +326,9 @@ class DenseSpace(BaseSpace):
         border = int(self._categorical(trial, "crop_border", self.crop_border))
         if border:
             genome["input_crop"] = [self.input_shape[1] - 2 * border, self.input_shape[2] - 2 * border]
-        return self.finish({**genome, **self.suggest_common(trial)})
+        pixels = self.input_shape[0] * (self.input_shape[1] - 2 * border) * (self.input_shape[2] - 2 * border)
+        hidden = [width] * (depth - 1) if isinstance(width, int) else width[:-1]
+        return self.finish({**genome, **self.suggest_common(trial, max_candidates=min([pixels, *hidden]))})
 
 
 @register_space("conv")
@@ -323,8 +343,8 @@ class ConvSpace(BaseSpace):
     stages after it), ``padding_i`` (receptive field at the border), ``kernel_size_i`` (odd, only
     sizes that fit), ``tree_depth_i``. Head: ``head_depth``, hidden ``head_width_i`` and
     ``classifier_width`` (a multiple of ``num_classes``). Plus the common parameters (``input_bits``,
-    ``thresholds``, ``connectivity``, ``relaxation``, ``gumbel_tau``, ``parametrization``, ``init``,
-    ``group_tau``) and the searched training options (by default the softmax anneal's
+    ``thresholds``, ``connectivity`` and ``candidates``, ``relaxation``, ``gumbel_tau``,
+    ``parametrization``, ``init``, ``group_tau``) and the searched training options (by default the softmax anneal's
     ``temperature_end``; ``weight_decay`` when given). The receptive field of the last map (pixels per
     side) is stored as the trial's user attribute ``receptive_field``.
 
@@ -455,9 +475,9 @@ class ConvSpace(BaseSpace):
             paddings.append(padding)
             pools.append(bool(pooled))
             size = self._stage_out(size, kernel, padding, pooled)
-        common = self.suggest_common(trial)
-        # 'unique' wiring needs distinct input pairs: at most n (n - 1) / 2 neurons on n inputs.
         features, low = channels[-1] * size[0] * size[1], self.head_width_range[0]
+        common = self.suggest_common(trial, max_candidates=min(features, low))
+        # 'unique' wiring needs distinct input pairs: at most n (n - 1) / 2 neurons on n inputs.
         head_depth = trial.suggest_int("head_depth", *self.head_depth)
         head_widths = []
         for j in range(head_depth):
@@ -615,7 +635,7 @@ class HybridSpace(BaseSpace):
         head_widths = [trial.suggest_int(f"head_width_{j}", *self.head_width_range, log=True)
                        for j in range(head_depth - 1)]
         head_widths.append(self.head_width(trial, "classifier_width", *self.head_width_range))
-        common = self.suggest_common(trial)
+        common = self.suggest_common(trial, max_candidates=min(head_widths[:-1], default=None))
         common.pop("thresholds", None)  # the head's thermometer has no threshold method to choose
         genome = {"backbone": backbone, "feature_index": feature_index, "head_widths": head_widths, **common}
         return self.finish(genome)

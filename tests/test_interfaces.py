@@ -30,13 +30,17 @@ def test_every_strategy_is_a_registry_and_the_spec_checks_each_once():
         "softmax": (False, False), "gumbel_soft": (True, False), "gumbel_st": (True, True), "hard_st": (False, True)}
     assert STOCHASTIC_RELAXATIONS == ("gumbel_soft", "gumbel_st")
     assert set(PARAMETRIZATIONS) == {"raw16", "truth_table"} and set(INITS) == {"residual", "gaussian"}
-    assert set(CONNECTIVITIES) == {"random", "unique"} and set(BACKENDS) == {"auto", "torch", "tvm"}
+    assert set(CONNECTIVITIES) == {"random", "unique", "learnable"} and set(BACKENDS) == {"auto", "torch", "tvm"}
+    assert [name for name, c in CONNECTIVITIES.items() if c.learnable] == ["learnable"]
     assert [f.name for f in dataclasses.fields(LogicSpec)] == list(STRATEGIES) == [
-        "connectivity", "relaxation", "parametrization", "init", "temperature", "backend"]
+        "connectivity", "relaxation", "parametrization", "init", "temperature", "backend", "candidates"]
+    assert STRATEGIES["candidates"] == (int, type(None)) and STRATEGIES["temperature"] == (int, float)
     for field, bad, message in (("relaxation", "magic", "unknown relaxation 'magic'"),
                                 ("parametrization", "raw8", "unknown parametrization"),
                                 ("connectivity", "dense", "unknown connectivity"), ("init", "zeros", "unknown init"),
-                                ("backend", "jax", "unknown backend"), ("temperature", 0, "temperature must be > 0")):
+                                ("backend", "jax", "unknown backend"), ("temperature", 0, "temperature must be > 0"),
+                                ("candidates", 0, "candidates must be a positive int"),
+                                ("candidates", 4, "candidates=4 needs a learnable connectivity")):
         with pytest.raises(ValueError, match=message):
             LogicSpec(**{field: bad})
     spec = LogicSpec(relaxation="gumbel_st", temperature=2)

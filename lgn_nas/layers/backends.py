@@ -24,6 +24,14 @@ out_channels * output positions * (2^depth - 1)`` (:func:`auto_uses_tvm_conv`, s
 override). The CIFAR first block at batch 64 is 14.7 M gate evaluations (TVM about an order of
 magnitude faster there, ``benchmarks/bench_train_ops.py``); a single 32x32 sample of it is 229 K and
 stays on torch.
+
+Learnable connectivity (``LogicDense(connectivity="learnable")``) trains through each backend's
+``dense_learnable`` op ``(x, cand_a, cand_b, wa, wb, coefficients)``: torch's fused op of
+``functional.py``, and for ``tvm`` the op ``tvm_ops.training.logic_dense_learnable`` (torch where TVM
+cannot build, as above). A ``tvm_ops`` without that op cannot train it: an explicit ``backend="tvm"``
+with learnable wiring is then refused (:func:`learnable_unavailable`), and ``auto`` uses torch. The
+``auto`` rule counts gate evaluations as for the dense op (``batch * out_features``). In eval mode a
+learnable layer runs the ordinary dense op on its argmax wires.
 """
 from __future__ import annotations
 
@@ -34,12 +42,13 @@ from typing import Callable, Dict, List
 
 import torch
 
-from .functional import logic_dense
+from .functional import logic_dense, logic_dense_learnable
 from .tree_ops import logic_tree_conv
 
 __all__ = ["Backend", "BACKENDS", "AUTO_TVM_MIN_WORK", "list_backends", "check_backend", "resolve_backend",
-           "dense_op", "auto_uses_tvm", "logic_dense_auto", "auto_uses_tvm_conv", "tree_conv_op",
-           "tree_conv_or_pool_op", "logic_tree_conv_or_pool_torch"]
+           "dense_op", "dense_learnable_op", "learnable_unavailable", "auto_uses_tvm", "logic_dense_auto",
+           "logic_dense_learnable_auto", "auto_uses_tvm_conv", "tree_conv_op", "tree_conv_or_pool_op",
+           "logic_tree_conv_or_pool_torch"]
 
 AUTO_TVM_MIN_WORK = 1 << 19  # batch * out_features at or above which "auto" uses TVM
 
@@ -59,9 +68,10 @@ def _with_torch_fallback(tvm_name: str, torch_op: Callable) -> Callable:
     kernel to run (``TvmUnavailableError``: TVM missing or a build failed, warned once by tvm_ops)."""
     def op(*args):
         training = _tvm_training()
-        if not isinstance(training, str):
+        tvm_op = None if isinstance(training, str) else getattr(training, tvm_name, None)
+        if tvm_op is not None:
             try:
-                return getattr(training, tvm_name)(*args)
+                return tvm_op(*args)
             except training.TvmUnavailableError:
                 pass
         return torch_op(*args)
@@ -84,6 +94,16 @@ def _auto_min_work() -> int:
 def _tvm_usable() -> bool:
     training = _tvm_training()
     return not isinstance(training, str) and training.available()
+
+
+def _tvm_learnable_missing() -> str | None:
+    """Why the TVM backend cannot train learnable wiring here (``None``: it can)."""
+    training = _tvm_training()
+    if isinstance(training, str):
+        return training
+    if not callable(getattr(training, "logic_dense_learnable", None)):
+        return "tvm_ops.training has no logic_dense_learnable op in this version"
+    return None
 
 
 def auto_uses_tvm(x: torch.Tensor, out_features: int) -> bool:
@@ -111,6 +131,7 @@ def logic_tree_conv_or_pool_torch(x: torch.Tensor, leaf_index: torch.Tensor, coe
 
 
 logic_dense_tvm = _with_torch_fallback("logic_dense", logic_dense)
+logic_dense_learnable_tvm = _with_torch_fallback("logic_dense_learnable", logic_dense_learnable)
 logic_tree_conv_tvm = _with_torch_fallback("logic_tree_conv", logic_tree_conv)
 logic_tree_conv_or_pool_tvm = _with_torch_fallback("logic_tree_conv_or_pool", logic_tree_conv_or_pool_torch)
 
@@ -120,6 +141,15 @@ def logic_dense_auto(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, co
     if auto_uses_tvm(x, in_a.shape[0]):
         return logic_dense_tvm(x, in_a, in_b, coefficients)
     return logic_dense(x, in_a, in_b, coefficients)
+
+
+def logic_dense_learnable_auto(x: torch.Tensor, cand_a: torch.Tensor, cand_b: torch.Tensor, wa: torch.Tensor,
+                               wb: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """The learnable-wiring op of backend ``auto``: TVM where its op exists and :func:`auto_uses_tvm`
+    says so, else torch."""
+    if auto_uses_tvm(x, cand_a.shape[0]) and _tvm_learnable_missing() is None:
+        return logic_dense_learnable_tvm(x, cand_a, cand_b, wa, wb, coefficients)
+    return logic_dense_learnable(x, cand_a, cand_b, wa, wb, coefficients)
 
 
 def _auto_conv(tvm_op: Callable, torch_op: Callable) -> Callable:
@@ -150,19 +180,24 @@ def _tvm_missing() -> str | None:
 @dataclass(frozen=True)
 class Backend:
     """The ops of one backend: ``dense(x, in_a, in_b, coefficients)``, ``tree_conv`` and the fused
-    ``tree_conv_or_pool`` ``(x, leaf_index, coefficients, kernel_size, stride, padding)``, and
-    ``unavailable()``: ``None``, or why an explicit choice of it is refused here."""
+    ``tree_conv_or_pool`` ``(x, leaf_index, coefficients, kernel_size, stride, padding)``,
+    ``dense_learnable(x, cand_a, cand_b, wa, wb, coefficients)`` (learnable wiring in training),
+    ``unavailable()``: ``None``, or why an explicit choice of it is refused here, and
+    ``learnable_unavailable()``: likewise for training learnable wiring with it."""
 
     dense: Callable
     tree_conv: Callable
     tree_conv_or_pool: Callable
+    dense_learnable: Callable
     unavailable: Callable[[], str | None] = _always
+    learnable_unavailable: Callable[[], str | None] = _always
 
 
 BACKENDS: Dict[str, Backend] = {
-    "auto": Backend(logic_dense_auto, logic_tree_conv_auto, logic_tree_conv_or_pool_auto),
-    "torch": Backend(logic_dense, logic_tree_conv, logic_tree_conv_or_pool_torch),
-    "tvm": Backend(logic_dense_tvm, logic_tree_conv_tvm, logic_tree_conv_or_pool_tvm, _tvm_missing),
+    "auto": Backend(logic_dense_auto, logic_tree_conv_auto, logic_tree_conv_or_pool_auto, logic_dense_learnable_auto),
+    "torch": Backend(logic_dense, logic_tree_conv, logic_tree_conv_or_pool_torch, logic_dense_learnable),
+    "tvm": Backend(logic_dense_tvm, logic_tree_conv_tvm, logic_tree_conv_or_pool_tvm, logic_dense_learnable_tvm,
+                   _tvm_missing, _tvm_learnable_missing),
 }
 
 
@@ -189,6 +224,16 @@ def resolve_backend(name: str) -> str:
 def dense_op(backend: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """The dense layer op of a resolved backend."""
     return BACKENDS[backend].dense
+
+
+def dense_learnable_op(backend: str) -> Callable:
+    """The learnable-wiring dense op ``(x, cand_a, cand_b, wa, wb, coefficients)`` of a resolved backend."""
+    return BACKENDS[backend].dense_learnable
+
+
+def learnable_unavailable(backend: str) -> str | None:
+    """``None`` if ``backend`` can train learnable wiring here, else why not."""
+    return BACKENDS[check_backend(backend)].learnable_unavailable()
 
 
 def tree_conv_op(backend: str) -> Callable:

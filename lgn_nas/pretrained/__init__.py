@@ -8,8 +8,10 @@ The compact form holds the discrete circuit only, which is all a trained LGN is:
 
 * ``<layer>.gate_ids``: each gate's kept id (uint8; ``(out,)`` for ``LogicDense``, ``(out, 2^depth - 1)``
   for ``LogicTreeConv2d``) in place of its float logits ``<layer>.weight``;
-* the wiring buffers (``in_a`` / ``in_b``, ``leaf_index``) as uint8 / uint16 where the values fit
-  (int32 / int64 otherwise); the thermometer ``thresholds`` and any other float tensor unchanged;
+* the wiring buffers (``in_a`` / ``in_b``, ``leaf_index``, a learnable layer's ``candidates``) as
+  uint8 / uint16 where the values fit (int32 / int64 otherwise); a learnable layer's wire logits
+  ``<layer>.wire_weight`` as ``<layer>.wire_ids``, the candidate each gate input keeps (``(2, out)``);
+  the thermometer ``thresholds`` and any other float tensor unchanged;
 * metadata: the format, the timm tag, the model name and the run's model kwargs (``input_bits`` and
   the like, applied under the caller's kwargs when the model is built).
 
@@ -19,7 +21,8 @@ written by ``python -m lgn_nas.pretrained RUN_DIR TAG`` (:mod:`lgn_nas.pretraine
 
 What the loaded model computes. ``checkpoint_filter_fn`` expands each gate id into logits
 (``logits_for_gate_ids``) of ``PRETRAINED_LOGIT`` = 128 on the kept gate and 0 on the others
-(``raw16``), or +-128 per truth-table entry (``truth_table``). In eval mode the model is the trained
+(``raw16``), or +-128 per truth-table entry (``truth_table``), and each wire id into wire logits of
+128 on the kept candidate and 0 on the others. In eval mode the model is the trained
 circuit exactly, as every eval-mode LGN is. In training mode (and in the "relaxed" scores of
 ``lgn_nas.train``) the float32 softmax / sigmoid of a margin of 128 is exactly one-hot, since
 ``exp(-128)`` underflows to 0, and the Gumbel / logistic noise of the stochastic relaxations (under 24
@@ -41,11 +44,11 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ..layers import LogicGates
+from ..layers import LogicDense, LogicGates
 from ..layers.parametrizations import logits_for_gate_ids
 
 __all__ = [
-    "PRETRAINED_TAGS", "PRETRAINED_LOGIT", "WEIGHTS_FORMAT", "GATE_IDS_KEY", "weights_dir", "weights_path",
+    "PRETRAINED_TAGS", "PRETRAINED_LOGIT", "WEIGHTS_FORMAT", "GATE_IDS_KEY", "WIRE_IDS_KEY", "weights_dir", "weights_path",
     "weights_file", "record_path", "read_record", "read_weights_metadata", "compact_state_dict",
     "expand_state_dict", "checkpoint_filter_fn", "pretrained_model_kwargs", "soften_gate_logits",
 ]
@@ -54,6 +57,7 @@ PathLike = Union[str, os.PathLike]
 
 WEIGHTS_FORMAT = "lgn_nas.pretrained/1"
 GATE_IDS_KEY = "gate_ids"
+WIRE_IDS_KEY = "wire_ids"
 PRETRAINED_LOGIT = 128.0
 
 # Every tag lgn-nas ships (or will: a tag without its file is wired but refuses pretrained=True) and the
@@ -131,6 +135,8 @@ def compact_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
         prefix, _, leaf = key.rpartition(".")
         if leaf == "weight" and prefix in gates:
             compact[f"{prefix}.{GATE_IDS_KEY}"] = gates[prefix].gate_ids().cpu().to(torch.uint8).contiguous()
+        elif leaf == "wire_weight" and prefix in gates:
+            compact[f"{prefix}.{WIRE_IDS_KEY}"] = _small_int(value.argmax(dim=-1))
         elif value.is_floating_point() or value.dtype == torch.bool:
             compact[key] = value.detach().cpu().contiguous()
         else:
@@ -145,14 +151,28 @@ def expand_state_dict(state_dict: Dict[str, torch.Tensor], model: nn.Module, *,
     Gate ids become logits (``logit`` on the kept gate, see the module docstring); integer tensors
     take the dtype of ``model``'s buffers.
     """
-    suffix = "." + GATE_IDS_KEY
+    suffix, wire_suffix = "." + GATE_IDS_KEY, "." + WIRE_IDS_KEY
     if not any(key.endswith(suffix) for key in state_dict):
         return state_dict
     gates = _gate_modules(model)
     target = model.state_dict()
     expanded: Dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        if key.endswith(suffix):
+        if key.endswith(wire_suffix):
+            prefix = key[:-len(wire_suffix)]
+            module = gates.get(prefix)
+            wires = module.wire_weight if isinstance(module, LogicDense) else None
+            if wires is None:
+                raise ValueError(f"the pretrained weights hold wire ids for {prefix!r}, which is not a learnable "
+                                 f"logic layer of this {type(model).__name__}: build it with the weights' model kwargs")
+            ids = value.long()
+            if tuple(ids.shape) != tuple(wires.shape[:-1]) or (ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < wires.shape[-1]):
+                raise ValueError(f"the pretrained wire ids for {prefix!r} ({tuple(ids.shape)}) do not fit this model's "
+                                 f"{tuple(wires.shape[:-1])} gate inputs of {wires.shape[-1]} candidates: build it with "
+                                 f"the weights' model kwargs")
+            logits = torch.zeros(wires.shape, dtype=wires.dtype)
+            expanded[f"{prefix}.wire_weight"] = logits.scatter_(-1, ids.unsqueeze(-1), float(logit))
+        elif key.endswith(suffix):
             prefix = key[:-len(suffix)]
             module = gates.get(prefix)
             if module is None:
@@ -218,7 +238,8 @@ def pretrained_model_kwargs(variant: str, pretrained: bool, kwargs: Dict[str, An
 
 @torch.no_grad()
 def soften_gate_logits(model: nn.Module, logit: float = 5.0) -> nn.Module:
-    """Scale every gate's logits so the kept gate has ``logit`` instead of ``PRETRAINED_LOGIT``.
+    """Scale every gate's logits (and learnable wiring's) so the kept choice has ``logit`` instead of
+    ``PRETRAINED_LOGIT``.
 
     For fine-tuning pretrained weights (whose relaxation is saturated, with zero gradients): the
     argmax, and so the discrete circuit, stays the same. Returns ``model``.
@@ -226,5 +247,6 @@ def soften_gate_logits(model: nn.Module, logit: float = 5.0) -> nn.Module:
     if not float(logit) > 0:
         raise ValueError(f"logit must be > 0, got {logit!r}")
     for module in _gate_modules(model).values():
-        module.weight.mul_(float(logit) / PRETRAINED_LOGIT)
+        for parameter in module.parameters(recurse=False):  # the gate logits, and learnable wiring's
+            parameter.mul_(float(logit) / PRETRAINED_LOGIT)
     return model

@@ -10,16 +10,18 @@ each of 10 equal groups of outputs). Four implementations, each in a fresh subpr
 alternating so that machine noise hits all alike; the first step of each process warms up (kernel
 loading) and is not counted:
 
-* ``lgn-nas learnable``: ``tvm_ops.training.logic_dense_learnable`` with K candidates per gate input
-  (uniformly random), wire weights ``softmax`` of 2 x (gates, K) wire logits, gate coefficients from
-  an ``lgn_nas`` ``LogicDense``'s gate logits (``coefficients()``, the raw16 softmax relaxation).
-* ``lgn-nas fixed``: ``lgn_nas.layers.LogicDense(backend="tvm")``, random fixed wiring: the step
-  learnable wiring is measured against.
+* ``lgn-nas learnable``: ``lgn_nas.layers.LogicDense(connectivity="learnable", candidates=K,
+  backend="tvm")``: K uniformly random candidates per gate input, wire logits relaxed by the
+  layer's softmax, trained through ``tvm_ops.training.logic_dense_learnable``;
+  ``lgn-nas learnable torch`` the same layer on ``backend="torch"`` (its fused torch op).
+* ``lgn-nas fixed``: ``LogicDense(backend="tvm")``, random fixed wiring: the step learnable wiring
+  is measured against.
 * ``torchlogix learnable``: torchlogix 0.2.2's ``LogicDense(connections="learnable",
   num_candidates=K)`` (``LearnableDenseConnections``: the forward reads the argmax candidate, the
   backward gives all K a gradient), raw parametrization; ``torchlogix fixed`` with fixed wiring.
 
-Both learnable layers hold 16 + 2K parameters per gate. Memory is the process's peak resident set
+The input (uniform in [0, 1]) requires its gradient, as a hidden layer's does. Both learnable
+layers hold 16 + 2K parameters per gate. Memory is the process's peak resident set
 (VmHWM) and its growth over the steps. A peer that is not installed skips its rows with a note.
 """
 from __future__ import annotations
@@ -47,30 +49,24 @@ def _memory_kb(field: str) -> int:
 
 def _ours_child(kind: str, batch: int, features: int, candidates: int, steps: int, threads: int, seed: int) -> None:
     import time
+    import warnings
 
     import torch
 
     from lgn_nas.layers import LogicDense
     from tvm_ops import training
 
+    warnings.simplefilter("error", training.TvmFallbackWarning)  # a silent torch fallback would time torch
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    gates = LogicDense(features, features, backend="tvm")
-    params = list(gates.parameters())
-    if kind == "learnable":
-        cand_a = torch.randint(0, features, (features, candidates))
-        cand_b = torch.randint(0, features, (features, candidates))
-        wire_a = torch.nn.Parameter(torch.rand(features, candidates))
-        wire_b = torch.nn.Parameter(torch.rand(features, candidates))
-        params += [wire_a, wire_b]
-
-        def layer(x):
-            return training.logic_dense_learnable(x, cand_a, cand_b, torch.softmax(wire_a, -1),
-                                                  torch.softmax(wire_b, -1), gates.coefficients())
+    if kind == "fixed":
+        layer = LogicDense(features, features, backend="tvm")
     else:
-        layer = gates
-    gates.train()
-    x = torch.rand(batch, features)
+        layer = LogicDense(features, features, connectivity="learnable", candidates=candidates,
+                           backend="torch" if kind == "learnable-torch" else "tvm")
+    params = list(layer.parameters())
+    layer.train()
+    x = torch.rand(batch, features).requires_grad_()  # a hidden layer's input: its gradient is needed
     y = torch.randint(0, CLASSES, (batch,))
     optimizer = torch.optim.Adam(params, lr=0.01)
     rss_before = _memory_kb("VmRSS")
@@ -78,12 +74,13 @@ def _ours_child(kind: str, batch: int, features: int, candidates: int, steps: in
     for _ in range(steps + 1):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
+        x.grad = None
         scores = layer(x).view(batch, CLASSES, -1).sum(-1)
         loss = torch.nn.functional.cross_entropy(scores, y)
         loss.backward()
         optimizer.step()
         seconds.append(time.perf_counter() - start)
-    print(json.dumps({"impl": f"lgn-nas {kind}", "params": sum(p.numel() for p in params),
+    print(json.dumps({"impl": f"lgn-nas {kind.replace('-', ' ')}", "params": sum(p.numel() for p in params),
                       "step_seconds": seconds[1:], "rss_before_kb": rss_before, "peak_kb": _memory_kb("VmHWM")}))
 
 
@@ -111,7 +108,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-fixed", action="store_true", help="skip the fixed-wiring rows")
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
-    parser.add_argument("--child", choices=("learnable", "fixed"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-torch", action="store_true", help="skip the lgn-nas torch-backend row")
+    parser.add_argument("--child", choices=("learnable", "learnable-torch", "fixed"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.features % CLASSES:
         parser.error(f"--features must be a multiple of {CLASSES} (the head sums {CLASSES} equal groups), "
@@ -127,7 +125,8 @@ def main() -> None:
         print(f"  torchlogix rows skipped: no venv python at {args.peer_python} (bash benchmarks/peers/setup_peers.sh)")
     common = ["--batch", str(args.batch), "--features", str(args.features), "--steps", str(args.steps),
               "--threads", str(args.threads), "--seed", str(args.seed)]
-    configs = [(impl, k) for k in args.candidates for impl in ("lgn-nas learnable", "torchlogix learnable")]
+    learnable = ("lgn-nas learnable", "torchlogix learnable") + (() if args.no_torch else ("lgn-nas learnable-torch",))
+    configs = [(impl, k) for k in args.candidates for impl in learnable]
     if not args.no_fixed:
         configs += [("lgn-nas fixed", 0), ("torchlogix fixed", 0)]
     results = {config: [] for config in configs}
@@ -143,7 +142,7 @@ def main() -> None:
             run = _run(command, args.threads)
             if run:
                 results[(impl, k)].append(run)
-    print(f"\n  {'impl':<21} {'K':>3} {'params':>10} {'median ms':>10} {'best ms':>9} {'peak MB':>8} {'growth MB':>9}")
+    print(f"\n  {'impl':<23} {'K':>3} {'params':>10} {'median ms':>10} {'best ms':>9} {'peak MB':>8} {'growth MB':>9}")
     medians = {}
     for (impl, k), runs in results.items():
         if not runs:
@@ -152,13 +151,16 @@ def main() -> None:
         medians[(impl, k)] = statistics.median(steps)
         peak = max(run["peak_kb"] for run in runs) / 1024
         growth = max(run["peak_kb"] - run["rss_before_kb"] for run in runs) / 1024
-        print(f"  {impl:<21} {k or '-':>3} {runs[0]['params']:>10,} {medians[(impl, k)] * 1e3:>10.1f} "
+        print(f"  {impl:<23} {k or '-':>3} {runs[0]['params']:>10,} {medians[(impl, k)] * 1e3:>10.1f} "
               f"{min(steps) * 1e3:>9.1f} {peak:>8.0f} {growth:>9.0f}")
     print()
     for k in args.candidates:
         ours, theirs = medians.get(("lgn-nas learnable", k)), medians.get(("torchlogix learnable", k))
         if ours and theirs:
             print(f"  K={k}: lgn-nas learnable is {theirs / ours:.1f}x faster than torchlogix learnable (median step)")
+        torch_backend = medians.get(("lgn-nas learnable-torch", k))
+        if ours and torch_backend:
+            print(f"  K={k}: lgn-nas learnable on TVM is {torch_backend / ours:.1f}x faster than on its torch backend")
         fixed = medians.get(("lgn-nas fixed", 0))
         if ours and fixed:
             print(f"  K={k}: lgn-nas learnable costs {ours / fixed:.2f}x its fixed-wiring step")

@@ -5,7 +5,8 @@ torchlogix's ``LogicDense`` with ``connections="learnable"`` (``LearnableDenseCo
 candidate wires per gate input, one weight per candidate; the forward reads the argmax candidate,
 the backward gives every candidate a gradient) or ``connections="fixed"``, and its default gate
 parametrization (``raw``: 16 gate logits per neuron, softmax). The step: forward, the same head
-and loss as the lgn-nas side (sum of each of 10 groups of outputs, cross-entropy), backward, Adam.
+and loss as the lgn-nas side (sum of each of 10 groups of outputs, cross-entropy), backward (the
+input, uniform in [0, 1], requires its gradient, as a hidden layer's does), Adam.
 Prints one JSON line: parameter count, per-step seconds, resident memory before the first step and
 its peak.
 """
@@ -41,7 +42,7 @@ def main() -> None:
     kwargs = {"num_candidates": args.candidates} if args.connections == "learnable" else {}
     layer = LogicDense(args.features, args.features, connections=args.connections, connections_kwargs=kwargs)
     layer.train()
-    x = torch.rand(args.batch, args.features)
+    x = torch.rand(args.batch, args.features).requires_grad_()  # a hidden layer's input: its gradient is needed
     y = torch.randint(0, args.classes, (args.batch,))
     optimizer = torch.optim.Adam(layer.parameters(), lr=0.01)
     rss_before = _memory_kb("VmRSS")
@@ -49,6 +50,7 @@ def main() -> None:
     for _ in range(args.steps + 1):  # the first step warms up and is not counted
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
+        x.grad = None
         scores = layer(x).view(args.batch, args.classes, -1).sum(-1)
         loss = torch.nn.functional.cross_entropy(scores, y)
         loss.backward()

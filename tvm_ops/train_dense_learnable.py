@@ -14,7 +14,7 @@ vector load and scattering its gradient a vector read-modify-write. A tile here 
 samples (two 8-lane vectors, ``SAMPLE_VECS``): each candidate's index and weight, loaded once per
 tile, then serve 16 samples instead of 8. Measured against 8-sample tiles (8000 -> 8000, batch 128,
 one thread, interleaved calls, median CPU time, on a loaded machine): forward + backward 10%
-faster at K = 8 and 22% at K = 16, 12% slower at K = 1; 32-sample tiles were no faster in the
+faster at K = 8 and 22% at K = 16, 16% slower at K = 1; 32-sample tiles were no faster in the
 backward and slower in the forward. Storing ``a`` and ``b`` in the forward for the backward,
 instead of gathering them again there, measured 5% faster at K = 8 and 16 and 14% slower at K = 1
 for 2 x N x B more saved values: not done. The workspace is ``xg[i, 0:16]``

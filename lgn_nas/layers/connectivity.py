@@ -17,21 +17,16 @@ The fixed schemes have one candidate per gate input: their wiring.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-__all__ = ["Connectivity", "CONNECTIVITIES", "DEFAULT_CANDIDATES", "WIRE_INITS", "list_connectivities",
-           "get_connectivity", "check_candidates", "make_connections", "make_candidates", "init_wire_logits",
-           "check_connections"]
+__all__ = ["Connectivity", "CONNECTIVITIES", "DEFAULT_CANDIDATES", "list_connectivities", "get_connectivity",
+           "check_candidates", "make_connections", "make_candidates", "check_connections"]
 
 # Candidate wires per gate input of connectivity "learnable" when none is given.
 DEFAULT_CANDIDATES = 8
-# The residual wire initialisation's probability of candidate 0 under softmax (the gates' residual init
-# gives its pass-through gate the same).
-RESIDUAL_WIRE_PROBABILITY = 0.91
 
 Wiring = Tuple[torch.Tensor, torch.Tensor]
 
@@ -240,36 +235,3 @@ def check_connections(in_a: torch.Tensor, in_b: torch.Tensor, in_features: int) 
     if in_a.numel() != in_b.numel():
         raise ValueError(f"in_a and in_b differ in length: {in_a.numel()} vs {in_b.numel()}")
 
-
-def _residual_wires(shape: Tuple[int, ...], generator: Optional[torch.Generator]) -> torch.Tensor:
-    """Candidate 0 (the ``random`` wiring) favoured with probability ``RESIDUAL_WIRE_PROBABILITY`` under
-    softmax, the others equal: the layer starts as a randomly wired one."""
-    k = shape[-1]
-    logits = torch.zeros(shape)
-    if k > 1:
-        p = RESIDUAL_WIRE_PROBABILITY
-        logits[..., 0] = math.log(p / (1.0 - p) * (k - 1))
-    return logits
-
-
-def _gaussian_wires(shape: Tuple[int, ...], generator: Optional[torch.Generator]) -> torch.Tensor:
-    """Standard normal logits over the candidates (drawn on the CPU, where the generator lives)."""
-    with torch.device("cpu"):
-        return torch.randn(*shape, generator=generator)
-
-
-# How the wire logits of a learnable layer start, per name of the gates' ``init`` (the layer uses its
-# gates' init for both).
-WIRE_INITS: Dict[str, Callable[[Tuple[int, ...], Optional[torch.Generator]], torch.Tensor]] = {
-    "residual": _residual_wires,
-    "gaussian": _gaussian_wires,
-}
-
-
-def init_wire_logits(init: str, shape: Tuple[int, ...], *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Wire logits ``shape`` = ``(2, out_features, candidates)`` started by ``init`` (see ``WIRE_INITS``),
-    on the default device and dtype."""
-    if init not in WIRE_INITS:
-        raise ValueError(f"unknown init {init!r}: expected one of {', '.join(WIRE_INITS)}")
-    device, dtype = torch.get_default_device(), torch.get_default_dtype()
-    return WIRE_INITS[init](tuple(shape), generator).to(device=device, dtype=dtype)

@@ -14,23 +14,24 @@ and baseline.
 
 Learnable connectivity (``logic_dense_learnable``): each gate input reads a relaxed mixture of ``K``
 candidate wires, ``a[:, n] = sum_k wa[n, k] * x[:, cand_a[n, k]]`` (``b`` likewise with ``cand_b``,
-``wb``), then the same 4-coefficient formula. The fused function saves ``x``, the candidate indices,
-the wire weights and the coefficients and re-gathers in backward (candidate columns in chunks, so no
-``(batch, n, K)`` tensor larger than :data:`GATHER_CHUNK` elements lives at once). Its gradients:
-``wa[n, k]`` gets ``sum_batch ga * x[:, cand_a[n, k]]`` with ``ga = g * (ca + cab * b)``, and
-``x`` gets ``ga * wa`` scattered to the candidates (``gb``, ``wb`` likewise).
-``logic_dense_learnable_plain`` is the same in ordinary autograd ops (TorchScript and reference).
+``wb``), then the same 4-coefficient formula. The mixture is a sparse matrix ``W_a`` (``n`` rows of
+``K`` entries) times the transposed input, ``a^T = W_a @ x^T``, so the fused function runs on torch's
+sparse CSR kernels: it saves ``x``, the candidate indices, the wire weights and the coefficients, and
+in backward recomputes ``a``, ``b``, takes the wire gradients ``sum_batch ga * x[:, cand_a[n, k]]``
+(``ga = g * (ca + cab * b)``) as the product ``ga @ x`` sampled at ``W_a``'s entries
+(``torch.sparse.sampled_addmm``) and the input gradient as ``W_a^T @ ga`` (``b`` likewise). No
+``(batch, n, K)`` tensor is made. float16/bfloat16 compute in float32.
+``logic_dense_learnable_plain`` is the same in ordinary autograd ops (TorchScript and reference; it
+stores the gathered ``(batch, n, K)`` candidate inputs).
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 
 __all__ = ["logic_dense", "logic_dense_plain", "logic_dense_mixture", "gate_outputs_16", "logic_dense_learnable",
-           "logic_dense_learnable_plain", "GATHER_CHUNK"]
-
-# The most elements of gathered candidate inputs (batch x neurons x candidate columns) the fused
-# learnable op holds at once; it walks the candidate columns in chunks under this size.
-GATHER_CHUNK = 1 << 22
+           "logic_dense_learnable_plain"]
 
 
 def _check_inputs(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coefficients: torch.Tensor) -> None:
@@ -121,71 +122,86 @@ def _check_learnable(x: torch.Tensor, cand_a: torch.Tensor, cand_b: torch.Tensor
         raise ValueError(f"coefficients must have shape ({shape[0]}, 4), got {tuple(coefficients.shape)}")
 
 
-def _column_chunks(batch: int, neurons: int, candidates: int):
-    step = max(1, GATHER_CHUNK // max(1, batch * neurons))
-    return [(k, min(candidates, k + step)) for k in range(0, candidates, step)]
+def _wire_matrix(cand: torch.Tensor, w: torch.Tensor, in_features: int) -> torch.Tensor:
+    """The sparse ``(n, in_features)`` CSR matrix with ``w[j, k]`` at column ``cand[j, k]`` (row ``j``)."""
+    n, k = cand.shape
+    crow = torch.arange(0, n * k + 1, k, device=cand.device)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the ops used here are stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, cand.reshape(-1), w.reshape(-1), size=(n, in_features))
 
 
-def _mix(x: torch.Tensor, cand: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``sum_k w[:, k] * x[:, cand[:, k]]``: (batch, neurons), gathering the candidate columns in chunks."""
-    batch, (neurons, candidates) = x.shape[0], cand.shape
-    out = x.new_zeros(batch, neurons)
-    for lo, hi in _column_chunks(batch, neurons, candidates):
-        gathered = x.index_select(1, cand[:, lo:hi].reshape(-1)).view(batch, neurons, hi - lo)
-        out.add_(gathered.mul_(w[:, lo:hi]).sum(-1))
-    return out
+def _wire_matrix_t(cand: torch.Tensor, w: torch.Tensor, in_features: int) -> torch.Tensor:
+    """The transpose of :func:`_wire_matrix` as a CSR matrix ``(in_features, n)`` (rows: the inputs)."""
+    n, k = cand.shape
+    flat = cand.reshape(-1)
+    order = flat.argsort(stable=True)
+    crow = torch.zeros(in_features + 1, dtype=torch.int64, device=cand.device)
+    torch.cumsum(torch.bincount(flat, minlength=in_features), 0, out=crow[1:])
+    rows = torch.div(order, k, rounding_mode="floor")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, rows, w.reshape(-1)[order], size=(in_features, n))
 
 
-def _mix_backward(x: torch.Tensor, cand: torch.Tensor, w: torch.Tensor, g: torch.Tensor, grad_x, need_w: bool):
-    """Adds ``g * w`` into ``grad_x`` at the candidates (if given); returns ``sum_batch g * x[:, cand]`` (or None)."""
-    batch, (neurons, candidates) = x.shape[0], cand.shape
-    grad_w = torch.empty_like(w) if need_w else None
-    for lo, hi in _column_chunks(batch, neurons, candidates):
-        index = cand[:, lo:hi].reshape(-1)
-        if grad_w is not None:
-            gathered = x.index_select(1, index).view(batch, neurons, hi - lo)
-            grad_w[:, lo:hi] = gathered.mul_(g.unsqueeze(-1)).sum(0)
-        if grad_x is not None:
-            grad_x.index_add_(1, index, (g.unsqueeze(-1) * w[:, lo:hi]).view(batch, -1))
-    return grad_w
+def _sampled(matrix: torch.Tensor, g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(g @ x)`` at the nonzeros of ``matrix``: ``sum_batch g[j] * x[:, cand[j, k]]`` per wire ``(j, k)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse.sampled_addmm(matrix, g, x, beta=0.0).values()
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 class _LogicDenseLearnableFunction(torch.autograd.Function):
+    """Works on the transposed layout ``(features, batch)``, where each gate input's mixture is a row of
+    a sparse matrix with ``K`` entries per row: ``a^T = W_a @ x^T`` (CSR times dense)."""
+
     @staticmethod
     def forward(ctx, x, cand_a, cand_b, wa, wb, coefficients):
-        x = x.contiguous()
-        wa, wb = wa.to(x.dtype).contiguous(), wb.to(x.dtype).contiguous()
-        coefficients = coefficients.to(x.dtype).contiguous()
-        a, b = _mix(x, cand_a, wa), _mix(x, cand_b, wb)
-        c1, ca, cb, cab = coefficients.unbind(1)
+        dtype = _compute_dtype(x.dtype)
+        xt = x.to(dtype).t().contiguous()
+        wa, wb = wa.to(dtype).contiguous(), wb.to(dtype).contiguous()
+        coefficients = coefficients.to(dtype).contiguous()
+        in_features = x.shape[1]
+        a = _wire_matrix(cand_a, wa, in_features) @ xt
+        b = _wire_matrix(cand_b, wb, in_features) @ xt
+        c1, ca, cb, cab = (c.unsqueeze(1) for c in coefficients.unbind(1))
         out = torch.addcmul(ca, cab, b).mul_(a)
         out.add_(b.mul_(cb)).add_(c1)
         ctx.save_for_backward(x, cand_a, cand_b, wa, wb, coefficients)
-        return out
+        return out.t().to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, cand_a, cand_b, wa, wb, coefficients = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        a, b = _mix(x, cand_a, wa), _mix(x, cand_b, wb)
-        _, ca, cb, cab = coefficients.unbind(1)
-        need_x, need_wa, need_wb, need_c = (ctx.needs_input_grad[0], ctx.needs_input_grad[3],
-                                            ctx.needs_input_grad[4], ctx.needs_input_grad[5])
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_wa = grad_wb = grad_coefficients = None
+        dtype, in_features = wa.dtype, x.shape[1]
+        xd = x.to(dtype)
+        xt, gt = xd.t().contiguous(), grad_out.to(dtype).t().contiguous()
+        matrix_a, matrix_b = _wire_matrix(cand_a, wa, in_features), _wire_matrix(cand_b, wb, in_features)
+        a, b = matrix_a @ xt, matrix_b @ xt
+        _, ca, cb, cab = (c.unsqueeze(1) for c in coefficients.unbind(1))
+        grad_x = grad_wa = grad_wb = grad_coefficients = None
+        need_x, need_wa, need_wb, need_c = (ctx.needs_input_grad[i] for i in (0, 3, 4, 5))
         if need_x or need_wa or need_wb:
-            ga = torch.addcmul(ca, cab, b).mul_(grad_out)
-            gb = torch.addcmul(cb, cab, a).mul_(grad_out)
-            grad_wa = _mix_backward(x, cand_a, wa, ga, grad_x, need_wa)
-            del ga
-            grad_wb = _mix_backward(x, cand_b, wb, gb, grad_x, need_wb)
-            del gb
+            ga = torch.addcmul(ca, cab, b).mul_(gt)
+            gb = torch.addcmul(cb, cab, a).mul_(gt)
+            if need_wa:
+                grad_wa = _sampled(matrix_a, ga, xd).view_as(wa)
+            if need_wb:
+                grad_wb = _sampled(matrix_b, gb, xd).view_as(wb)
+            if need_x:
+                grad_xt = _wire_matrix_t(cand_a, wa, in_features) @ ga
+                grad_xt += _wire_matrix_t(cand_b, wb, in_features) @ gb
+                grad_x = grad_xt.t().to(x.dtype)
         if need_c:
-            ga = a.mul_(grad_out)
-            g_a = ga.sum(0)
-            g_ab = ga.mul_(b).sum(0)
-            g_b = b.mul_(grad_out).sum(0)
-            grad_coefficients = torch.stack([grad_out.sum(0), g_a, g_b, g_ab], dim=1)
+            ga = a.mul_(gt)
+            g_a = ga.sum(1)
+            g_ab = ga.mul_(b).sum(1)
+            g_b = b.mul_(gt).sum(1)
+            grad_coefficients = torch.stack([gt.sum(1), g_a, g_b, g_ab], dim=1)
         return grad_x, None, None, grad_wa, grad_wb, grad_coefficients
 
 

@@ -1,7 +1,8 @@
 """LogicGates: what every layer of learnable two-input gates is (``LogicDense``, ``LogicTreeConv2d``).
 
-A logic layer holds gate logits ``weight`` of shape ``(*gates, num_params)`` (its only parameters: what
-``no_weight_decay()`` lists and ``make_param_groups`` leaves undecayed), the strategies of its
+A logic layer holds gate logits ``weight`` of shape ``(*gates, num_params)`` and, with learnable wiring,
+wire logits (``LogicDense.wire_a``/``wire_b``): its only parameters, all logits, which
+``no_weight_decay()`` lists and ``make_param_groups`` leaves undecayed; the strategies of its
 :class:`~lgn_nas.layers.spec.LogicSpec` (``relaxation``, ``parametrization``, ``temperature``,
 ``backend``; ``relaxation`` may be swapped, as ``relaxed_mode`` does), the relaxed coefficients of its
 gates (:meth:`LogicGates.coefficients`), the gates it keeps (:meth:`LogicGates.gate_ids`) and its

@@ -1,7 +1,8 @@
 """The models' ``no_weight_decay()``: the gate logits, which ``lgn-nas train`` leaves undecayed by default.
 
 The gate logits are the parameters of the logic layers (:class:`~lgn_nas.layers.LogicGates`:
-``LogicDense.weight``, ``LogicTreeConv2d.weight``); float parts (a hybrid's backbone and BatchNorm) are
+``LogicDense.weight``, ``LogicTreeConv2d.weight``, and learnable wiring's ``LogicDense.wire_a`` /
+``wire_b``, logits too); float parts (a hybrid's backbone and BatchNorm) are
 torch/timm modules.
 timm's ``create_optimizer_v2(model, weight_decay=...)`` exempts the names ``no_weight_decay()`` lists,
 and 1-d tensors and biases, so it gives each parameter the weight decay ``make_param_groups`` does.

@@ -8,10 +8,10 @@ The compact form holds the discrete circuit only, which is all a trained LGN is:
 
 * ``<layer>.gate_ids``: each gate's kept id (uint8; ``(out,)`` for ``LogicDense``, ``(out, 2^depth - 1)``
   for ``LogicTreeConv2d``) in place of its float logits ``<layer>.weight``;
-* the wiring buffers (``in_a`` / ``in_b``, ``leaf_index``, a learnable layer's ``candidates``) as
-  uint8 / uint16 where the values fit (int32 / int64 otherwise); a learnable layer's wire logits
-  ``<layer>.wire_weight`` as ``<layer>.wire_ids``, the candidate each gate input keeps (``(2, out)``);
-  the thermometer ``thresholds`` and any other float tensor unchanged;
+* the wiring buffers (``in_a`` / ``in_b``, ``leaf_index``, a learnable layer's ``cand_a`` / ``cand_b``)
+  as uint8 / uint16 where the values fit (int32 / int64 otherwise); a learnable layer's wire logits
+  ``<layer>.wire_a`` / ``wire_b`` as ``<layer>.wire_a_ids`` / ``wire_b_ids``, the candidate each gate
+  input keeps (``(out,)``); the thermometer ``thresholds`` and any other float tensor unchanged;
 * metadata: the format, the timm tag, the model name and the run's model kwargs (``input_bits`` and
   the like, applied under the caller's kwargs when the model is built).
 
@@ -48,7 +48,7 @@ from ..layers import LogicDense, LogicGates
 from ..layers.parametrizations import logits_for_gate_ids
 
 __all__ = [
-    "PRETRAINED_TAGS", "PRETRAINED_LOGIT", "WEIGHTS_FORMAT", "GATE_IDS_KEY", "WIRE_IDS_KEY", "weights_dir", "weights_path",
+    "PRETRAINED_TAGS", "PRETRAINED_LOGIT", "WEIGHTS_FORMAT", "GATE_IDS_KEY", "WIRE_IDS_SUFFIX", "weights_dir", "weights_path",
     "weights_file", "record_path", "read_record", "read_weights_metadata", "compact_state_dict",
     "expand_state_dict", "checkpoint_filter_fn", "pretrained_model_kwargs", "soften_gate_logits",
 ]
@@ -57,7 +57,8 @@ PathLike = Union[str, os.PathLike]
 
 WEIGHTS_FORMAT = "lgn_nas.pretrained/1"
 GATE_IDS_KEY = "gate_ids"
-WIRE_IDS_KEY = "wire_ids"
+WIRE_IDS_SUFFIX = "_ids"  # <layer>.wire_a -> <layer>.wire_a_ids
+_WIRES = ("wire_a", "wire_b")
 PRETRAINED_LOGIT = 128.0
 
 # Every tag lgn-nas ships (or will: a tag without its file is wired but refuses pretrained=True) and the
@@ -135,8 +136,8 @@ def compact_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:
         prefix, _, leaf = key.rpartition(".")
         if leaf == "weight" and prefix in gates:
             compact[f"{prefix}.{GATE_IDS_KEY}"] = gates[prefix].gate_ids().cpu().to(torch.uint8).contiguous()
-        elif leaf == "wire_weight" and prefix in gates:
-            compact[f"{prefix}.{WIRE_IDS_KEY}"] = _small_int(value.argmax(dim=-1))
+        elif leaf in _WIRES and prefix in gates:
+            compact[f"{key}{WIRE_IDS_SUFFIX}"] = _small_int(value.argmax(dim=-1))
         elif value.is_floating_point() or value.dtype == torch.bool:
             compact[key] = value.detach().cpu().contiguous()
         else:
@@ -151,27 +152,29 @@ def expand_state_dict(state_dict: Dict[str, torch.Tensor], model: nn.Module, *,
     Gate ids become logits (``logit`` on the kept gate, see the module docstring); integer tensors
     take the dtype of ``model``'s buffers.
     """
-    suffix, wire_suffix = "." + GATE_IDS_KEY, "." + WIRE_IDS_KEY
+    suffix = "." + GATE_IDS_KEY
     if not any(key.endswith(suffix) for key in state_dict):
         return state_dict
     gates = _gate_modules(model)
     target = model.state_dict()
     expanded: Dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        if key.endswith(wire_suffix):
-            prefix = key[:-len(wire_suffix)]
+        prefix, _, leaf = key.rpartition(".")
+        if leaf in {w + WIRE_IDS_SUFFIX for w in _WIRES}:
+            wire = leaf[:-len(WIRE_IDS_SUFFIX)]
             module = gates.get(prefix)
-            wires = module.wire_weight if isinstance(module, LogicDense) else None
-            if wires is None:
+            logits = getattr(module, wire) if isinstance(module, LogicDense) else None
+            if logits is None:
                 raise ValueError(f"the pretrained weights hold wire ids for {prefix!r}, which is not a learnable "
                                  f"logic layer of this {type(model).__name__}: build it with the weights' model kwargs")
             ids = value.long()
-            if tuple(ids.shape) != tuple(wires.shape[:-1]) or (ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < wires.shape[-1]):
+            if tuple(ids.shape) != tuple(logits.shape[:-1]) or (
+                    ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < logits.shape[-1]):
                 raise ValueError(f"the pretrained wire ids for {prefix!r} ({tuple(ids.shape)}) do not fit this model's "
-                                 f"{tuple(wires.shape[:-1])} gate inputs of {wires.shape[-1]} candidates: build it with "
-                                 f"the weights' model kwargs")
-            logits = torch.zeros(wires.shape, dtype=wires.dtype)
-            expanded[f"{prefix}.wire_weight"] = logits.scatter_(-1, ids.unsqueeze(-1), float(logit))
+                                 f"{tuple(logits.shape[:-1])} gate inputs of {logits.shape[-1]} candidates: build it "
+                                 f"with the weights' model kwargs")
+            zeros = torch.zeros(logits.shape, dtype=logits.dtype)
+            expanded[f"{prefix}.{wire}"] = zeros.scatter_(-1, ids.unsqueeze(-1), float(logit))
         elif key.endswith(suffix):
             prefix = key[:-len(suffix)]
             module = gates.get(prefix)

@@ -15,7 +15,7 @@ from lgn_nas import discretize
 from lgn_nas.layers import LogicBlock, LogicDense, LogicSpec, functional
 from lgn_nas.layers.backends import learnable_unavailable
 from lgn_nas.layers.connectivity import (
-    DEFAULT_CANDIDATES, WIRE_INITS, make_candidates, make_connections,
+    DEFAULT_CANDIDATES, make_candidates, make_connections,
 )
 from lgn_nas.layers.functional import logic_dense, logic_dense_learnable, logic_dense_learnable_plain
 from lgn_nas.layers.parametrizations import INITS
@@ -36,10 +36,7 @@ def _op_inputs(seed, batch=6, inputs=11, neurons=7, k=4, dtype=torch.float64):
 
 
 # ----------------------------------------------------------------------------- the op
-@pytest.mark.parametrize("chunk", [None, 7])
-def test_fused_op_equals_plain_op_in_value_and_gradient(chunk, monkeypatch):
-    if chunk is not None:  # candidate columns gathered a few at a time
-        monkeypatch.setattr(functional, "GATHER_CHUNK", chunk)
+def test_fused_op_equals_plain_op_in_value_and_gradient():
     x, cand_a, cand_b, wa, wb, c = _op_inputs(0)
     out = logic_dense_learnable(x, cand_a, cand_b, wa, wb, c)
     ref = logic_dense_learnable_plain(x, cand_a, cand_b, wa, wb, c)
@@ -50,6 +47,24 @@ def test_fused_op_equals_plain_op_in_value_and_gradient(chunk, monkeypatch):
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
     assert torch.autograd.gradcheck(lambda *t: logic_dense_learnable(t[0], cand_a, cand_b, *t[1:]), (x, wa, wb, c))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_op_in_lower_precision_matches_float64(dtype):
+    x, cand_a, cand_b, wa, wb, c = (t.detach() for t in _op_inputs(4, batch=9, inputs=40, neurons=30, k=6))
+    low = [t.to(dtype).requires_grad_() if t.is_floating_point() else t for t in (x, cand_a, cand_b, wa, wb, c)]
+    high = [t.detach().to(torch.float64).requires_grad_() if t.is_floating_point() else t for t in low]
+    out = logic_dense_learnable(*low)
+    ref = logic_dense_learnable(*high)
+    assert out.dtype == dtype
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=0.05, rtol=0.05)
+    torch.testing.assert_close(out.double(), ref, **tol)
+    out.float().sum().backward()
+    ref.sum().backward()
+    for lo, hi in zip(low, high):
+        if lo.is_floating_point():
+            assert lo.grad.dtype == dtype
+            torch.testing.assert_close(lo.grad.double(), hi.grad, **tol)
 
 
 def test_one_hot_wires_are_the_fixed_wiring_op():
@@ -115,32 +130,37 @@ def test_bad_candidate_counts_are_refused(k, match):
         make_candidates("learnable", 20, 30, k)
 
 
-def test_wire_inits_cover_the_gate_inits():
-    assert set(WIRE_INITS) == set(INITS)
-    residual = LogicDense(40, 30, connectivity="learnable", candidates=6, init="residual")
-    p = residual.wire_weight.softmax(-1)
-    torch.testing.assert_close(p[..., 0], torch.full((2, 30), 0.91))
-    assert torch.equal(residual.wire_choice(), torch.zeros(2, 30, dtype=torch.int64))
-    gaussian = LogicDense(40, 30, connectivity="learnable", candidates=6, init="gaussian")
-    assert gaussian.wire_weight.std() > 0.5
+@pytest.mark.parametrize("init", sorted(INITS))
+def test_wires_start_uniform_and_keep_candidate_zero(init):
+    layer = LogicDense(40, 30, connectivity="learnable", candidates=6, init=init)
+    for wire, choice in zip((layer.wire_a, layer.wire_b), layer.wire_choice()):
+        assert torch.equal(wire.detach(), torch.zeros(30, 6))
+        assert torch.equal(choice, torch.zeros(30, dtype=torch.int64))
+    assert torch.equal(layer.in_a, layer.cand_a[:, 0]) and torch.equal(layer.in_b, layer.cand_b[:, 0])
 
 
 # ----------------------------------------------------------------------------- the layer
 def test_layer_state_and_wiring():
     layer = LogicDense(50, 40, connectivity="learnable", candidates=5)
-    assert layer.in_a is None and layer.in_b is None and layer.candidates.shape == (2, 40, 5)
-    assert set(layer.state_dict()) == {"candidates", "weight", "wire_weight"}
-    assert {n for n, _ in layer.named_parameters()} == {"weight", "wire_weight"}
+    assert layer.cand_a.shape == layer.cand_b.shape == layer.wire_a.shape == layer.wire_b.shape == (40, 5)
+    assert set(layer.state_dict()) == {"cand_a", "cand_b", "weight", "wire_a", "wire_b"}
+    assert {n for n, _ in layer.named_parameters()} == {"weight", "wire_a", "wire_b"}
     with torch.no_grad():
-        layer.wire_weight.copy_(torch.randn(2, 40, 5))
-    in_a, in_b = layer.wiring()
-    choice = layer.wire_choice()
-    assert torch.equal(in_a, layer.candidates[0].gather(1, choice[0][:, None]).squeeze(1))
-    assert torch.equal(in_b, layer.candidates[1].gather(1, choice[1][:, None]).squeeze(1))
+        layer.wire_a.copy_(torch.randn(40, 5))
+        layer.wire_b.copy_(torch.randn(40, 5))
+    choice_a, choice_b = layer.wire_choice()
+    # in_a / in_b are the wires the gates read now: the argmax candidates, updated with the logits
+    assert torch.equal(layer.in_a, layer.cand_a.gather(1, choice_a[:, None]).squeeze(1))
+    assert torch.equal(layer.in_b, layer.cand_b.gather(1, choice_b[:, None]).squeeze(1))
+    with torch.no_grad():
+        layer.wire_a[torch.arange(40), (choice_a + 1) % 5] += 100.0
+    assert torch.equal(layer.in_a, layer.cand_a.gather(1, ((choice_a + 1) % 5)[:, None]).squeeze(1))
+    with pytest.raises(AttributeError):
+        layer.in_c
     assert "connectivity='learnable', candidates=5" in repr(layer)
     assert LogicDense(50, 40, connectivity="learnable").num_candidates == DEFAULT_CANDIDATES
     fixed = LogicDense(50, 40)
-    assert fixed.candidates is None and fixed.wire_weight is None and fixed.wire_choice() is None
+    assert fixed.cand_a is None and fixed.wire_a is None and fixed.wire_choice() is None
     assert set(fixed.state_dict()) == {"in_a", "in_b", "weight"}
 
 
@@ -150,11 +170,11 @@ def test_a_seed_builds_the_same_layer():
                           generator=torch.Generator().manual_seed(5))
 
     first, again = build(), build()
-    assert torch.equal(first.weight, again.weight) and torch.equal(first.candidates, again.candidates)
-    assert torch.equal(first.wire_weight, again.wire_weight)
+    assert torch.equal(first.weight, again.weight) and torch.equal(first.cand_a, again.cand_a)
+    assert torch.equal(first.wire_a, again.wire_a) and torch.equal(first.wire_b, again.wire_b)
     other = LogicDense(30, 20, connectivity="learnable", candidates=3, init="gaussian",
                        generator=torch.Generator().manual_seed(6))
-    assert not torch.equal(first.candidates, other.candidates)
+    assert not torch.equal(first.cand_a, other.cand_a)
 
 
 @pytest.mark.parametrize("relaxation", RELAXATIONS)
@@ -164,11 +184,12 @@ def test_layer_trains_its_wires_and_eval_is_the_fixed_op_on_the_argmax_wires(rel
                        backend="torch")
     x = torch.rand(16, 24)
     layer(x).square().sum().backward()
-    assert layer.wire_weight.grad is not None and layer.wire_weight.grad.abs().sum() > 0
+    for wire in (layer.wire_a, layer.wire_b):
+        assert wire.grad is not None and wire.grad.abs().sum() > 0
     assert layer.weight.grad.abs().sum() > 0
     layer.eval()
     bits = (torch.rand(16, 24) > 0.5).float()
-    in_a, in_b = layer.wiring()
+    in_a, in_b = layer.in_a, layer.in_b
     expected = logic_dense(bits, in_a, in_b, layer.coefficients())
     assert torch.equal(layer(bits), expected) and set(expected.unique().tolist()) <= {0.0, 1.0}
 
@@ -184,7 +205,7 @@ def test_hard_straight_through_training_forward_is_the_circuit():
 def test_in_subset_limits_the_candidates():
     subset = [1, 4, 6, 9, 12, 13]
     layer = LogicDense(20, 30, connectivity="learnable", candidates=6, in_subset=subset)
-    assert set(layer.candidates.unique().tolist()) == set(subset)
+    assert set(torch.cat([layer.cand_a, layer.cand_b]).unique().tolist()) == set(subset)
     with pytest.raises(ValueError, match=r"candidates=7 exceeds the 6 inputs this layer reads.*previous layer"):
         LogicDense(20, 30, connectivity="learnable", candidates=7, in_subset=subset)
 
@@ -225,7 +246,8 @@ def test_tvm_backend_agrees_with_torch_where_it_has_the_op():
     out.backward(g)
     out2.backward(g)
     torch.testing.assert_close(x2.grad, x.grad, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(tvm.wire_weight.grad, ref.wire_weight.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(tvm.wire_a.grad, ref.wire_a.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(tvm.wire_b.grad, ref.wire_b.grad, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(tvm.weight.grad, ref.weight.grad, atol=1e-4, rtol=1e-4)
 
 
@@ -257,7 +279,8 @@ def _random_learnable(name, candidates=5, **kwargs):
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, LogicDense):
-                module.wire_weight.copy_(torch.randn(module.wire_weight.shape, generator=g) * 3)
+                module.wire_a.copy_(torch.randn(module.wire_a.shape, generator=g) * 3)
+                module.wire_b.copy_(torch.randn(module.wire_b.shape, generator=g) * 3)
                 module.weight.copy_(torch.randn(module.weight.shape, generator=g) * 3)
     return model.eval()
 
@@ -364,13 +387,14 @@ def test_state_dict_round_trip_rebuilds_the_same_circuit(tmp_path):
 
 
 def test_compact_pretrained_form_keeps_the_kept_wires():
-    from lgn_nas.pretrained import WIRE_IDS_KEY, compact_state_dict, expand_state_dict, soften_gate_logits
+    from lgn_nas.pretrained import compact_state_dict, expand_state_dict, soften_gate_logits
 
     model = _tiny_dense()
     compact = compact_state_dict(model)
-    assert not any(key.endswith("wire_weight") for key in compact)
-    assert compact[f"blocks.0.{WIRE_IDS_KEY}"].dtype == torch.uint8
-    assert compact["blocks.0.candidates"].dtype == torch.uint8  # 64 input bits
+    assert not any(key.endswith(("wire_a", "wire_b")) for key in compact)
+    assert compact["blocks.0.wire_a_ids"].dtype == compact["blocks.0.wire_b_ids"].dtype == torch.uint8
+    assert compact["blocks.0.wire_a_ids"].shape == (300,)
+    assert compact["blocks.0.cand_a"].dtype == torch.uint8  # 64 input bits
     fresh = timm.create_model("lgn_dense_s", connectivity="learnable", candidates=6, **MODELS["lgn_dense_s"])
     fresh.load_state_dict(expand_state_dict(compact, fresh))
     fresh.eval()
@@ -380,7 +404,7 @@ def test_compact_pretrained_form_keeps_the_kept_wires():
         fresh.train()
         assert torch.equal(fresh(x), model(x))  # margin 128: the relaxed forward is the circuit too
     soften_gate_logits(fresh)
-    assert float(fresh.blocks[0].wire_weight.detach().max()) == pytest.approx(5.0)
+    assert float(fresh.blocks[0].wire_a.detach().max()) == pytest.approx(5.0)
     assert discretize(fresh.eval()) == discretize(model)
     fixed = timm.create_model("lgn_dense_s", **MODELS["lgn_dense_s"])
     with pytest.raises(ValueError, match="wire ids for 'blocks.0', which is not a learnable logic layer"):
@@ -446,3 +470,66 @@ def test_conv_space_with_learnable_head():
     model = build_model(genome)
     heads = [m for m in model.modules() if isinstance(m, LogicDense)]
     assert heads and all(m.learnable and m.num_candidates == genome["candidates"] for m in heads)
+
+
+# ----------------------------------------------------------------------------- training
+def test_wire_logits_are_undecayed_and_annealed_with_the_gates():
+    from lgn_nas.models._optim import gate_logit_names
+    from lgn_nas.train.build import make_param_groups
+
+    model = timm.create_model("lgn_dense_s", depth=2, width=60, connectivity="learnable", candidates=3)
+    names = gate_logit_names(model)
+    assert {"blocks.0.wire_a", "blocks.0.wire_b", "classifier.wire_a", "classifier.wire_b"} <= names
+    assert names == model.no_weight_decay()
+    groups = make_param_groups(model, weight_decay=0.1)
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert not decayed & {id(p) for p in model.parameters()}
+    model.set_temperature(0.25)
+    layer = model.blocks[0].train()
+    x = torch.rand(4, 784)
+    with torch.no_grad():  # what the layer mixes at temperature 0.25
+        layer.wire_a.copy_(torch.randn(layer.wire_a.shape))
+        wa = torch.softmax(layer.wire_a / 0.25, dim=-1)
+        wb = torch.softmax(layer.wire_b / 0.25, dim=-1)
+        expected = logic_dense_learnable(x, layer.cand_a, layer.cand_b, wa, wb, layer.coefficients())
+        assert torch.allclose(layer(x), expected, atol=1e-6)
+
+
+def test_raw_gate_count_of_a_learnable_genome_is_exact():
+    from search_spaces.genome import build_model, raw_gate_count, validate_genome
+
+    genome = validate_genome({"model": "lgn_dense_s", "depth": 3, "width": [120, 90, 60], "connectivity": "learnable",
+                              "candidates": 4, "img_size": 12, "seed": 0})
+    assert raw_gate_count(genome) == discretize(build_model(genome).eval()).num_gates == 270
+
+
+PREFIX = "model."  # of the model's tensors in a training checkpoint
+
+
+def test_cli_trains_learnable_wiring_and_resume_restores_the_wire_logits(tmp_path, capsys, mnist_available):
+    from safetensors.torch import load_file
+
+    from lgn_nas.cli import main
+    from lgn_nas.netlist import load_netlist
+
+    tiny = ["--model-kwargs", "depth=2", "width=100", "init=gaussian", "connectivity=learnable", "candidates=4",
+            "backend=torch", "--limit-train", "200", "--limit-test", "200", "--val-size", "100",
+            "--batch-size", "50", "--lr", "0.05", "--no-progress"]
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert main(["train", "lgn_dense_s", "--out", str(full), "--epochs", "2", *tiny]) == 0
+    assert main(["train", "lgn_dense_s", "--out", str(split), "--epochs", "1", *tiny]) == 0
+    assert main(["train", "lgn_dense_s", "--out", str(split), "--epochs", "2", "--resume", *tiny]) == 0
+    states = [load_file(str(run / "checkpoint.safetensors")) for run in (full, split)]
+    wires = sorted(key for key in states[0] if key.endswith(("wire_a", "wire_b")))
+    assert wires == [f"{PREFIX}{layer}.{wire}" for layer in ("blocks.0", "classifier") for wire in ("wire_a", "wire_b")]
+    for key in wires:
+        assert torch.equal(states[0][key], states[1][key]), key
+    assert not torch.equal(states[0][wires[0]], torch.zeros_like(states[0][wires[0]]))  # the wires trained
+    # the run's netlist is the trained model's circuit
+    model = timm.create_model("lgn_dense_s", depth=2, width=100, init="gaussian", connectivity="learnable",
+                              candidates=4)
+    model.load_state_dict({k[len(PREFIX):]: v for k, v in states[0].items() if k.startswith(PREFIX)})
+    x = torch.rand(32, 1, 28, 28)
+    with torch.no_grad():
+        assert np.array_equal(load_netlist(full / "netlist.lgn").evaluate(x.numpy()), discretize(model.eval(),
+                              simplify=True).evaluate(x.numpy()))

@@ -1,9 +1,13 @@
-"""Autograd-aware PyTorch ops backed by the TVM training kernels (``train_dense``).
+"""Autograd-aware PyTorch ops backed by the TVM training kernels (``train_dense``,
+``train_dense_learnable``, ``train_conv``).
 
 ``logic_dense(x, in_a, in_b, coefficients)`` has the signature and semantics of
 ``lgn_nas.layers.functional.logic_dense``: ``x`` (B, in), ``in_a``/``in_b`` integer (n,),
 ``coefficients`` (n, 4) = (c1, ca, cb, cab); returns (B, n) and back-propagates into ``x`` and
-``coefficients``.
+``coefficients``. ``logic_dense_learnable(x, cand_a, cand_b, wa, wb, coefficients)`` is the same
+layer with learnable wiring: each gate input is a weighted sum over K candidate inputs
+(``cand_a``/``cand_b`` integer (n, K), relaxed weights ``wa``/``wb`` (n, K)); it back-propagates
+into ``x``, ``wa``, ``wb`` and ``coefficients``.
 
 * Importing this module is cheap: ``tvm`` is imported, and the kernels are compiled (or loaded from
   the on-disk cache, see ``tvm_ops.build``), on the first call. All shapes are symbolic in the
@@ -30,7 +34,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
-__all__ = ["logic_dense", "logic_tree_conv", "logic_tree_conv_or_pool", "build_conv_kernels", "available",
+__all__ = ["logic_dense", "logic_dense_learnable", "build_dense_learnable_kernels", "logic_tree_conv",
+           "logic_tree_conv_or_pool", "build_conv_kernels", "available",
            "kernels_ready", "TvmFallbackWarning", "TvmUnavailableError", "build_dense_kernels", "consumer_index",
            "build_dense_cuda", "build_conv_cuda", "leaf_consumer_index", "reset"]
 
@@ -259,6 +264,131 @@ def logic_dense(x: torch.Tensor, in_a: torch.Tensor, in_b: torch.Tensor, coeffic
     xc = x.to(compute_dtype).contiguous()
     cc = coefficients.to(compute_dtype).contiguous()  # (n, 4): one neuron's four coefficients together
     out = _TvmLogicDense.apply(xc, ia32, ib32, cc, mod)
+    return out if out.dtype == x.dtype else out.to(x.dtype)
+
+
+# ------------------------------------------------------------------------- learnable dense wiring
+
+def _learnable_source_key() -> list:
+    from . import build, train_dense_learnable
+
+    return [train_dense_learnable.KERNEL_VERSION, build.source_hash(*train_dense_learnable.SOURCES)]
+
+
+def build_dense_learnable_kernels(dtype: str = "float32", target: Optional[dict] = None):
+    """Compile (or load from the cache) the CPU kernels of :func:`logic_dense_learnable` for ``dtype``:
+    a ``tvm.runtime.Module``. Sizes, the candidate count included, are symbolic."""
+    from . import build, train_dense_learnable
+
+    build.prepare_thread_pool()
+    target = build.resolve_target(target)
+    return build.cached_build(f"lgn_dense_learnable_{dtype}", _learnable_source_key() + [dtype],
+                              lambda: train_dense_learnable.cpu_module(dtype), target)
+
+
+def _learnable_module(dtype: torch.dtype):
+    """The learnable-wiring kernels for ``dtype`` (state shared with the other ops, as ``_conv_module``)."""
+    name = str(dtype).replace("torch.", "")
+    return _cached_kernels(f"learnable:{name}", lambda: build_dense_learnable_kernels(name), "learnable dense")
+
+
+class _TvmLogicDenseLearnable(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, ca32, cb32, wa, wb, coefficients, mod):
+        from . import train_dense_learnable as tdl
+
+        out = torch.empty(x.shape[0], ca32.shape[0], dtype=x.dtype)
+        if out.numel():
+            _threads(x.shape[0])  # parallel over tiles of samples
+            mod[tdl.FWD](_dl(x), _dl(ca32), _dl(cb32), _dl(wa), _dl(wb), _dl(coefficients), _dl(out))
+        ctx.save_for_backward(x, ca32, cb32, wa, wb, coefficients)
+        ctx.mod = mod
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from . import train_dense_learnable as tdl
+
+        x, ca32, cb32, wa, wb, coefficients = ctx.saved_tensors
+        g = grad_out.to(x.dtype).contiguous()
+        batch, n = g.shape
+        k = ca32.shape[1]
+        p = min(_threads(batch), (batch + tdl.TILE - 1) // tdl.TILE)  # tasks own whole tiles
+        p = max(1, min(p, (2 ** 31 - 1) // max(1, 2 * k * n)))  # partw (p, 2, k, n) stays int32-indexable
+        grad_x = torch.empty_like(x)
+        grad_c = torch.empty(n, 4, dtype=x.dtype)
+        grad_wa = torch.empty(n, k, dtype=x.dtype)
+        grad_wb = torch.empty(n, k, dtype=x.dtype)
+        if batch == 0:
+            for t in (grad_x, grad_c, grad_wa, grad_wb):
+                t.zero_()
+        elif x.shape[1] or n:
+            partc = torch.empty(p, 4, n, dtype=x.dtype)  # per-task partial sums (scratch)
+            partw = torch.empty(p, 2, k, n, dtype=x.dtype)
+            ctx.mod[tdl.BWD](_dl(x), _dl(ca32), _dl(cb32), _dl(wa), _dl(wb), _dl(coefficients), _dl(g), _dl(grad_x),
+                             _dl(partc), _dl(partw), _dl(grad_c), _dl(grad_wa), _dl(grad_wb))
+        need = ctx.needs_input_grad
+        return ((grad_x if need[0] else None), None, None, (grad_wa if need[3] else None),
+                (grad_wb if need[4] else None), (grad_c if need[5] else None), None)
+
+
+def _check_candidates(idx: torch.Tensor, name: str, in_features: int) -> torch.Tensor:
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {idx.dtype}")
+    if idx.device.type != "cpu":
+        raise ValueError(f"{name} is on {idx.device}; the TVM learnable dense op runs on CPU tensors only")
+    if idx.numel():
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= in_features:
+            raise ValueError(f"{name} has indices in [{lo}, {hi}], outside [0, {in_features}) of the input")
+    return idx.to(torch.int32).contiguous()
+
+
+def logic_dense_learnable(x: torch.Tensor, cand_a: torch.Tensor, cand_b: torch.Tensor, wa: torch.Tensor,
+                          wb: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """4-coefficient logic layer with learnable wiring, ``(batch, in) -> (batch, n)``, on TVM kernels (CPU).
+
+    ``a[:, j] = sum_k wa[j, k] * x[:, cand_a[j, k]]`` (``b`` likewise with ``cand_b``, ``wb``) and
+    ``out = c1 + ca*a + cb*b + cab*a*b``. ``cand_a``/``cand_b``: integer (n, K) candidate inputs
+    (repeats allowed); ``wa``/``wb``: float (n, K) weights, already relaxed by the caller (e.g. a
+    softmax over K; they are not normalised here). Differentiable in ``x``, ``wa``, ``wb`` and
+    ``coefficients``; ``wa``, ``wb`` and the coefficients are computed in ``x``'s dtype. With K = 1
+    and weights 1 it equals :func:`logic_dense` with wires ``cand_a[:, 0]``, ``cand_b[:, 0]``.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"logic layer input must be 2-D (batch, features), got shape {tuple(x.shape)}")
+    if cand_a.dim() != 2:
+        raise ValueError(f"cand_a must be 2-D (gates, candidates), got shape {tuple(cand_a.shape)}")
+    n, k = cand_a.shape
+    if k < 1:
+        raise ValueError(f"cand_a must have at least 1 candidate per gate input, got shape {tuple(cand_a.shape)}")
+    for name, t in (("cand_b", cand_b), ("wa", wa), ("wb", wb)):
+        if tuple(t.shape) != (n, k):
+            raise ValueError(f"{name} must have the shape of cand_a ({n}, {k}), got {tuple(t.shape)}")
+    if coefficients.dim() != 2 or tuple(coefficients.shape) != (n, 4):
+        raise ValueError(f"coefficients must have shape ({n}, 4), got {tuple(coefficients.shape)}")
+    _check_cpu_float("learnable dense", x, coefficients,
+                     (("x", x), ("wa", wa), ("wb", wb), ("coefficients", coefficients)))
+    for name, t in (("wa", wa), ("wb", wb)):
+        if not t.dtype.is_floating_point:
+            raise TypeError(f"{name} must be floating point, got {t.dtype}")
+    batch, in_features = x.shape
+    from . import train_dense  # no tvm import
+
+    if max(batch * in_features, batch * n, 2 * train_dense.VEC * in_features, 2 * k * n) >= 2 ** 31:
+        raise ValueError("the TVM learnable dense op indexes with int32: batch * inputs, batch * neurons, 16 * inputs "
+                         f"and 2 * candidates * neurons must stay below 2**31 (batch {batch}, {in_features} inputs, "
+                         f"{n} neurons, {k} candidates)")
+    ca32 = _check_candidates(cand_a, "cand_a", in_features)
+    cb32 = _check_candidates(cand_b, "cand_b", in_features)
+
+    compute_dtype = x.dtype if x.dtype in _KERNEL_DTYPES else torch.float32
+    mod = _learnable_module(compute_dtype)
+    xc = x.to(compute_dtype).contiguous()
+    wac = wa.to(compute_dtype).contiguous()
+    wbc = wb.to(compute_dtype).contiguous()
+    cc = coefficients.to(compute_dtype).contiguous()
+    out = _TvmLogicDenseLearnable.apply(xc, ca32, cb32, wac, wbc, cc, mod)
     return out if out.dtype == x.dtype else out.to(x.dtype)
 
 

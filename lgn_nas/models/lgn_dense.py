@@ -279,6 +279,8 @@ default_cfgs = generate_default_cfgs({
     "lgn_dense_s.untrained": _cfg(),
     "lgn_dense_m.untrained": _cfg(),
     "lgn_dense_l.untrained": _cfg(),
+    "lgn_dense_learnable_4k.untrained": _cfg(),
+    "lgn_dense_learnable_8k.untrained": _cfg(),
 })
 
 
@@ -301,3 +303,22 @@ def lgn_dense_l(pretrained: bool = False, **kwargs) -> LogicDenseNet:
     """Dense LGN, 5 x 256,000 gates (1.28M): the 2022 paper's CIFAR-10 L shape."""
     model_args = dict(depth=5, width=256000, group_tau=100.0)
     return _create_lgn_dense("lgn_dense_l", pretrained, model_args, **kwargs)
+
+
+# Learnable wiring (issue 16): each gate input picks one of 16 candidate wires; the 20x20 centre crop at
+# 2 thermometer bits. Small raw widths, since the simplified circuit keeps a fraction of them.
+_LEARNABLE = dict(connectivity="learnable", candidates=16, relaxation="softmax", input_crop=20, input_bits=2)
+
+
+@register_model
+def lgn_dense_learnable_4k(pretrained: bool = False, **kwargs) -> LogicDenseNet:
+    """Dense LGN with learnable wiring, 3,000-3,000-2,000-2,000 gates (10K raw), for MNIST at <= 4,000 gates."""
+    model_args = dict(depth=4, width=[3000, 3000, 2000, 2000], group_tau=5.0, **_LEARNABLE)
+    return _create_lgn_dense("lgn_dense_learnable_4k", pretrained, model_args, **kwargs)
+
+
+@register_model
+def lgn_dense_learnable_8k(pretrained: bool = False, **kwargs) -> LogicDenseNet:
+    """Dense LGN with learnable wiring, 6,000-6,000-4,000-4,000 gates (20K raw), for MNIST at <= 8,000 gates."""
+    model_args = dict(depth=4, width=[6000, 6000, 4000, 4000], group_tau=7.0, **_LEARNABLE)
+    return _create_lgn_dense("lgn_dense_learnable_8k", pretrained, model_args, **kwargs)

@@ -4,12 +4,13 @@ For each net (``--nets``: ``dense_s`` = shipped ``lgn_dense_s``, ``conv_s`` = sh
 or a ``netlist.lgn`` path) the simplified netlist is exported with ``lgn_nas.export.to_verilog``,
 combinational (``pipeline_every=0``) and with registers after every layer (``--pipeline-every``, default
 1), and synthesised with ``lgn_nas.export.verilog.synthesize`` (yosys ``synth -flatten``, ``abc -lut
-6``, ``ltp -noff``: with registers, the longest LUT path between them). Printed beside the netlist's
+6``, ``ltp -noff``: with registers, the longest LUT path between them; by default the fast script, ``abc
+-fast`` after techmap, ``--full`` for ``synth``). Printed beside the netlist's
 own gate count and logic depth. Needs yosys (Debian package ``yosys``).
 
 Usage::
 
-    python benchmarks/fpga_synth.py [--nets dense_s,conv_s] [--pipeline-every 1]
+    python benchmarks/fpga_synth.py [--nets dense_s,conv_s] [--pipeline-every 1] [--full]
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", default="dense_s,conv_s")
     parser.add_argument("--pipeline-every", type=int, default=1)
+    parser.add_argument("--full", action="store_true",
+                        help="yosys's generic synth and ABC's strong LUT mapping (tens of CPU-minutes per net "
+                             "here); default: the fast script of synthesize(fast=True)")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +57,7 @@ def main(argv=None) -> None:
                 path = Path(tmp) / f"{name}_{every}.v"
                 to_verilog(simple, path, pipeline_every=every)
                 start = time.perf_counter()
-                result = synthesize(path, timeout=3600)
+                result = synthesize(path, timeout=3600, fast=not args.full)
                 seconds = time.perf_counter() - start
                 ffs = sum(v for k, v in result["cell_types"].items() if "DFF" in k.upper())
                 rows.append((what, net.num_gates, simple.num_gates, simple.logic_depth, every,

@@ -91,3 +91,5 @@ def test_synthesize_reports_cells_luts_depth(tmp_path, random_netlist):
     to_verilog(net, tmp_path / "net.v")
     report = synthesize(tmp_path / "net.v")
     assert report["cells"] > 0 and report["luts"] > 0 and report["lut_depth"] >= 1
+    quick = synthesize(tmp_path / "net.v", fast=True)
+    assert quick["cells"] > 0 and quick["luts"] > 0 and quick["lut_depth"] >= 1

@@ -276,10 +276,10 @@ default_cfgs = generate_default_cfgs({
     # every model exported from these cfgs; the command and accuracy are in lgn_nas/pretrained/weights/<tag>.json.
     "lgn_dense_s.mnist": _cfg(file=weights_file("lgn_dense_s.mnist")),
     "lgn_dense_m.fashion_mnist": _cfg(file=weights_file("lgn_dense_m.fashion_mnist")),
+    "lgn_dense_learnable_4k.mnist": _cfg(file=weights_file("lgn_dense_learnable_4k.mnist")),
     "lgn_dense_s.untrained": _cfg(),
     "lgn_dense_m.untrained": _cfg(),
     "lgn_dense_l.untrained": _cfg(),
-    "lgn_dense_learnable_4k.untrained": _cfg(),
     "lgn_dense_learnable_8k.untrained": _cfg(),
 })
 

@@ -277,10 +277,10 @@ default_cfgs = generate_default_cfgs({
     "lgn_dense_s.mnist": _cfg(file=weights_file("lgn_dense_s.mnist")),
     "lgn_dense_m.fashion_mnist": _cfg(file=weights_file("lgn_dense_m.fashion_mnist")),
     "lgn_dense_learnable_4k.mnist": _cfg(file=weights_file("lgn_dense_learnable_4k.mnist")),
+    "lgn_dense_learnable_8k.mnist": _cfg(file=weights_file("lgn_dense_learnable_8k.mnist")),
     "lgn_dense_s.untrained": _cfg(),
     "lgn_dense_m.untrained": _cfg(),
     "lgn_dense_l.untrained": _cfg(),
-    "lgn_dense_learnable_8k.untrained": _cfg(),
 })
 
 

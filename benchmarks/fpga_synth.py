@@ -54,7 +54,7 @@ def main(argv=None) -> None:
             net, what = load(name)
             simple = net.simplify()[0]
             for every in (0, args.pipeline_every):
-                path = Path(tmp) / f"{name}_{every}.v"
+                path = Path(tmp) / f"net{len(rows)}_{every}.v"  # a net may be a path
                 to_verilog(simple, path, pipeline_every=every)
                 start = time.perf_counter()
                 result = synthesize(path, timeout=3600, fast=not args.full)

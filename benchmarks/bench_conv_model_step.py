@@ -23,17 +23,15 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+from step_common import load_average, memory_kb, run_child  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PEER_SCRIPT = HERE / "peers" / "torchlogix_conv_step.py"
 PEERS_DIR = Path(os.environ.get("LGN_PEERS_DIR", Path.home() / ".cache" / "lgn_nas" / "peers"))
 DEFAULT_PEER_PYTHON = next(iter(sorted(PEERS_DIR.glob("torchlogix-py*/bin/python"))), PEERS_DIR / "torchlogix-py3.12" / "bin" / "python")
 MODELS = {"mnist": "lgn_conv_mnist_s", "cifar": "lgn_conv_s"}
 PEER_MODELS = {"mnist": "ClgnMnistSmall", "cifar": "ClgnCifar10Small"}
-
-
-def _memory_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field))
 
 
 def _ours_child(model_key: str, batch: int, steps: int, threads: int, seed: int) -> None:
@@ -50,7 +48,7 @@ def _ours_child(model_key: str, batch: int, steps: int, threads: int, seed: int)
     y = torch.randint(0, 10, (batch,))
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    rss_before = _memory_kb("VmRSS")
+    rss_before = memory_kb("VmRSS")
     seconds = []
     for _ in range(steps + 1):
         start = time.perf_counter()
@@ -61,20 +59,7 @@ def _ours_child(model_key: str, batch: int, steps: int, threads: int, seed: int)
         seconds.append(time.perf_counter() - start)
     print(json.dumps({"impl": "lgn-nas", "params": sum(p.numel() for p in model.parameters()),
                       "step_seconds": seconds[1:], "rss_before_kb": rss_before,
-                      "peak_kb": _memory_kb("VmHWM")}))
-
-
-def _run(command: list, threads: int) -> dict | None:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), TVM_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        print(f"  run failed ({' '.join(map(str, command[:2]))} ...): {done.stderr.strip().splitlines()[-1:]}")
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _load() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+                      "peak_kb": memory_kb("VmHWM")}))
 
 
 def main() -> None:
@@ -94,18 +79,18 @@ def main() -> None:
 
     peer = args.peer_python if args.peer_python.exists() else None
     print(f"batch {args.batch}, {args.steps} timed steps per process, {args.rounds} rounds, {args.threads} thread(s); "
-          f"load average before: {_load()}")
+          f"load average before: {load_average()}")
     if peer is None:
         print(f"  torchlogix rows skipped: no venv python at {args.peer_python} (bash benchmarks/peers/setup_peers.sh)")
     common = ["--batch", str(args.batch), "--steps", str(args.steps), "--threads", str(args.threads), "--seed", str(args.seed)]
     for key in args.model:
         results = {"lgn-nas": [], "torchlogix": []}
         for _ in range(args.rounds):
-            ours = _run([sys.executable, __file__, "--child", key, *common], args.threads)
+            ours = run_child([sys.executable, __file__, "--child", key, *common], args.threads)
             if ours:
                 results["lgn-nas"].append(ours)
             if peer is not None:
-                theirs = _run([str(peer), str(PEER_SCRIPT), "--model", key, *common], args.threads)
+                theirs = run_child([str(peer), str(PEER_SCRIPT), "--model", key, *common], args.threads)
                 if theirs:
                     results["torchlogix"].append(theirs)
         print(f"\n{MODELS[key]} vs torchlogix {PEER_MODELS[key]}:")
@@ -122,7 +107,7 @@ def main() -> None:
                   f"{peak:>8.0f} {growth:>9.0f}")
         if len(medians) == 2:
             print(f"  lgn-nas is {medians['torchlogix'] / medians['lgn-nas']:.1f}x faster (median step)")
-    print(f"\nload average after: {_load()}")
+    print(f"\nload average after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -34,17 +34,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+from step_common import load_average, memory_kb, run_child  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PEER_SCRIPT = HERE / "peers" / "torchlogix_learnable_step.py"
 PEERS_DIR = Path(os.environ.get("LGN_PEERS_DIR", Path.home() / ".cache" / "lgn_nas" / "peers"))
 DEFAULT_PEER_PYTHON = next(iter(sorted(PEERS_DIR.glob("torchlogix-py*/bin/python"))),
                            PEERS_DIR / "torchlogix-py3.12" / "bin" / "python")
 CLASSES = 10
-
-
-def _memory_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field))
 
 
 def _ours_child(kind: str, batch: int, features: int, candidates: int, steps: int, threads: int, seed: int) -> None:
@@ -69,7 +67,7 @@ def _ours_child(kind: str, batch: int, features: int, candidates: int, steps: in
     x = torch.rand(batch, features).requires_grad_()  # a hidden layer's input: its gradient is needed
     y = torch.randint(0, CLASSES, (batch,))
     optimizer = torch.optim.Adam(params, lr=0.01)
-    rss_before = _memory_kb("VmRSS")
+    rss_before = memory_kb("VmRSS")
     seconds = []
     cpu_seconds = []  # this process's CPU time: less sensitive than wall time to other jobs on the cores
     for _ in range(steps + 1):
@@ -85,20 +83,7 @@ def _ours_child(kind: str, batch: int, features: int, candidates: int, steps: in
         cpu_seconds.append(time.process_time() - cpu_start)
     print(json.dumps({"impl": f"lgn-nas {kind.replace('-', ' ')}", "params": sum(p.numel() for p in params),
                       "step_seconds": seconds[1:], "cpu_seconds": cpu_seconds[1:], "rss_before_kb": rss_before,
-                      "peak_kb": _memory_kb("VmHWM")}))
-
-
-def _run(command: list, threads: int) -> dict | None:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), TVM_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        print(f"  run failed ({' '.join(map(str, command[:2]))} ...): {done.stderr.strip().splitlines()[-1:]}")
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _load() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+                      "peak_kb": memory_kb("VmHWM")}))
 
 
 def main() -> None:
@@ -124,7 +109,7 @@ def main() -> None:
 
     peer = args.peer_python if args.peer_python.exists() else None
     print(f"{args.features} -> {args.features} gates, batch {args.batch}, {args.steps} timed steps per process, "
-          f"{args.rounds} rounds, {args.threads} thread(s); load average before: {_load()}")
+          f"{args.rounds} rounds, {args.threads} thread(s); load average before: {load_average()}")
     if peer is None:
         print(f"  torchlogix rows skipped: no venv python at {args.peer_python} (bash benchmarks/peers/setup_peers.sh)")
     common = ["--batch", str(args.batch), "--features", str(args.features), "--steps", str(args.steps),
@@ -143,7 +128,7 @@ def main() -> None:
                 command = [str(peer), str(PEER_SCRIPT), "--connections", kind, "--candidates", str(max(k, 1)), *common]
             else:
                 continue
-            run = _run(command, args.threads)
+            run = run_child(command, args.threads)
             if run:
                 results[(impl, k)].append(run)
     print(f"\n  {'impl':<23} {'K':>3} {'params':>10} {'median ms':>10} {'best ms':>9} {'CPU ms':>8} {'peak MB':>8} "
@@ -174,7 +159,7 @@ def main() -> None:
                   f"{ratio(torch_backend, ours)}")
         if ours in medians and fixed in medians:
             print(f"  K={k}: lgn-nas learnable costs its fixed-wiring step times {ratio(ours, fixed)}")
-    print(f"\nload average after: {_load()}")
+    print(f"\nload average after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import sys
 import time
 import types
 
+from step_common import memory_kb
+
 
 def _import_models():
     try:
@@ -29,11 +31,6 @@ def _import_models():
         sys.modules["torchlogix"] = package
     from torchlogix.models import conv
     return conv
-
-
-def _memory_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field))
 
 
 def main() -> None:
@@ -61,7 +58,7 @@ def main() -> None:
     y = torch.randint(0, 10, (args.batch,))
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    rss_before = _memory_kb("VmRSS")
+    rss_before = memory_kb("VmRSS")
     seconds = []
     for _ in range(args.steps + 1):  # the first step warms up and is not counted
         start = time.perf_counter()
@@ -75,7 +72,7 @@ def main() -> None:
         "params": sum(p.numel() for p in model.parameters()),
         "step_seconds": seconds[1:],
         "rss_before_kb": rss_before,
-        "peak_kb": _memory_kb("VmHWM"),
+        "peak_kb": memory_kb("VmHWM"),
     }))
 
 

@@ -16,10 +16,7 @@ import argparse
 import json
 import time
 
-
-def _memory_kb(field: str) -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field))
+from step_common import memory_kb
 
 
 def main() -> None:
@@ -45,7 +42,7 @@ def main() -> None:
     x = torch.rand(args.batch, args.features).requires_grad_()  # a hidden layer's input: its gradient is needed
     y = torch.randint(0, args.classes, (args.batch,))
     optimizer = torch.optim.Adam(layer.parameters(), lr=0.01)
-    rss_before = _memory_kb("VmRSS")
+    rss_before = memory_kb("VmRSS")
     seconds = []
     cpu_seconds = []  # this process's CPU time: less sensitive than wall time to other jobs on the cores
     for _ in range(args.steps + 1):  # the first step warms up and is not counted
@@ -65,7 +62,7 @@ def main() -> None:
         "step_seconds": seconds[1:],
         "cpu_seconds": cpu_seconds[1:],
         "rss_before_kb": rss_before,
-        "peak_kb": _memory_kb("VmHWM"),
+        "peak_kb": memory_kb("VmHWM"),
     }))
 
 

@@ -158,3 +158,22 @@ def test_bad_conv_arguments_name_the_values():
         timm.create_model("lgn_conv_s", num_classes=10241)
     with pytest.raises(ValueError, match="img_size=\\[4, 4\\] is too small"):
         timm.create_model("lgn_conv_s", img_size=4)
+
+
+def test_head_init_starts_only_the_dense_head_from_its_own_init():
+    kwargs = dict(channels=[2, 4, 6], head_widths=[30, 20], seed=1)
+    model = timm.create_model("lgn_conv_mnist_s", head_init="gaussian", **kwargs)
+    residual = timm.create_model("lgn_conv_mnist_s", **kwargs)
+    # residual init: logit 5 on 'A' (gate 3), 0 elsewhere; Gaussian: no such margin anywhere in the head
+    tree = model.stages[0][0].weight.detach()
+    assert torch.equal(tree, residual.stages[0][0].weight.detach())
+    for layer in (model.head.hidden[0], model.head.classifier):
+        weight = layer.weight.detach()
+        assert weight.std() > 0.5 and (weight.argmax(-1) != 3).any()
+    assert (residual.head.classifier.weight.detach().argmax(-1) == 3).all()
+    netlist = discretize(model.eval())
+    x = torch.rand(20, 1, 28, 28)
+    with torch.no_grad():
+        assert np.array_equal(netlist.evaluate(x.numpy()), model(x).numpy())
+    with pytest.raises(ValueError, match="head_init must be None or one of residual, gaussian, got 'normal'"):
+        timm.create_model("lgn_conv_mnist_s", head_init="normal", **kwargs)

@@ -19,6 +19,7 @@ physical count from the constructor arguments alone, without building the model.
 """
 import contextlib
 import copy
+import dataclasses
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -29,6 +30,7 @@ from torch import nn
 from timm.models import generate_default_cfgs, register_model
 
 from ..groups import check_groups
+from ..layers.parametrizations import INITS
 from ..layers import GroupSum, LogicDense, LogicSpec, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
 from ..pretrained import checkpoint_filter_fn, pretrained_model_kwargs, weights_file
 from ._args import refuse_unused_drop
@@ -153,7 +155,8 @@ class LogicTreeNet(LogicNetwork):
 
     All constructor arguments are plain JSON values (ints, floats, strings, lists), besides timm's
     ``device``/``dtype``; ``**strategies`` are the six of :class:`~lgn_nas.layers.LogicSpec`, checked once
-    and shared by the trees and the head (``connectivity`` wires the head). timm's feature API: ``forward_features`` returns the last map
+    and shared by the trees and the head (``connectivity`` wires the head); ``head_init`` (an init name, or ``None``:
+    the spec's) starts the dense head from its own initialisation. timm's feature API: ``forward_features`` returns the last map
     ``(B, num_features, *pool_size)``, ``forward_head(pre_logits=True)`` the bits the classifier reads
     (``head_hidden_size``: the last hidden head width), which is also what the model returns with
     ``num_classes=0``; with ``num_classes=0, global_pool=""`` it has no head and returns the map.
@@ -176,6 +179,7 @@ class LogicTreeNet(LogicNetwork):
             input_bits: int = 2,
             thresholds: str = "uniform",
             group_tau: float = 20.0,
+            head_init: Optional[str] = None,
             global_pool: str = "flatten",
             drop_rate: float = 0.0,
             drop_path_rate: Optional[float] = None,
@@ -188,6 +192,13 @@ class LogicTreeNet(LogicNetwork):
         super().__init__()
         refuse_unused_drop(type(self).__name__, drop_path_rate=drop_path_rate, drop_block_rate=drop_block_rate)
         self.logic_spec = LogicSpec.coerce(owner=type(self).__name__, **strategies)
+        # The dense head may start from its own init (the dense models' Gaussian); the trees keep the spec's.
+        self.head_init = head_init
+        self.head_spec = self.logic_spec
+        if head_init is not None:
+            if not isinstance(head_init, str) or head_init not in INITS:
+                raise ValueError(f"head_init must be None or one of {', '.join(INITS)}, got {head_init!r}")
+            self.head_spec = dataclasses.replace(self.logic_spec, init=head_init)
         check_global_pool(global_pool, type(self).__name__)
         channels = list(channels)
         if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
@@ -251,7 +262,7 @@ class LogicTreeNet(LogicNetwork):
         if num_classes == 0 and not self.global_pool:
             return UnpooledHead()
         return LogicHead(self.flat_features, self.head_widths, num_classes, tau=self.group_tau,
-                         drop_rate=self.drop_rate, generator=generator, spec=self.logic_spec)
+                         drop_rate=self.drop_rate, generator=generator, spec=self.head_spec)
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:

@@ -483,3 +483,20 @@ def test_a_model_built_already_trains_as_the_one_fit_builds_and_the_result_carri
         simplified, _ = result.netlist.simplify()
         assert result.simplified_netlist == simplified
         assert result.metrics["gates"] == simplified.num_gates
+
+
+def _denormal_survives() -> bool:
+    """Whether a denormal float32 (below 1.2e-38) survives an operation in this thread."""
+    return bool((torch.tensor([1e-39], dtype=torch.float32) * 1.5).item() != 0.0)
+
+
+def test_fit_flushes_denormals_while_it_trains_and_not_after(mnist):
+    # Cold softmax mixtures over large logits make denormals, which cost x86 cores 4-5x per step.
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero mode (torch.set_flush_denormal returned False)")
+    torch.set_flush_denormal(False)
+    assert _denormal_survives()
+    seen = []
+    fit(tiny_config(epochs=1), data=mnist, callbacks=[lambda e: seen.append(_denormal_survives())], plot=False)
+    assert seen == [False]
+    assert _denormal_survives()

@@ -29,7 +29,7 @@ def main() -> None:
     from lgn_nas.train.build import load_run
 
     model, config = load_run(args.run)
-    x, y = load_dataset(config.dataset).train
+    x, y = load_dataset(config.dataset, root=config.data_root).train
     x, y = x[:args.batch], y[:args.batch]
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-9)  # the step's cost, not its effect

@@ -3,13 +3,16 @@
     bash benchmarks/peers/setup_peers.sh                 # once: torchlogix (and difflogic) in their own venvs
     python benchmarks/bench_conv_model_step.py [--model mnist cifar] [--batch 128] [--steps 5]
                                                [--rounds 3] [--threads 1] [--peer-python PATH]
+                                               [--flush-denormal]
 
 A step is forward, cross-entropy, backward and Adam on one batch of binary images:
 ``lgn_conv_mnist_s`` against torchlogix's ``ClgnMnistSmall`` (596,736 parameters each) and
 ``lgn_conv_s`` against ``ClgnCifar10Small`` (1,336,832). Each implementation runs in a fresh
 subprocess (torchlogix in its venv), rounds alternate between them so that machine noise hits both
 alike; the first step of each process warms up (kernel loading) and is not counted. Memory is the
-process's peak resident set (VmHWM) and its growth over the steps. A peer that is not installed
+process's peak resident set (VmHWM) and its growth over the steps. ``--flush-denormal`` makes both
+flush denormal floats to zero, as ``lgn-nas train`` does (the gradients of a conv LGN reach them).
+The children import this checkout's ``lgn_nas``, not an installed copy. A peer that is not installed
 skips its rows with a note.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lgn_nas, not an installed copy
 from step_common import load_average, memory_kb, run_child  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -34,13 +38,14 @@ MODELS = {"mnist": "lgn_conv_mnist_s", "cifar": "lgn_conv_s"}
 PEER_MODELS = {"mnist": "ClgnMnistSmall", "cifar": "ClgnCifar10Small"}
 
 
-def _ours_child(model_key: str, batch: int, steps: int, threads: int, seed: int) -> None:
+def _ours_child(model_key: str, batch: int, steps: int, threads: int, seed: int, flush_denormal: bool) -> None:
     import timm
     import torch
 
     import lgn_nas  # noqa: F401  (registers the models)
 
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(flush_denormal)
     torch.manual_seed(seed)
     model = timm.create_model(MODELS[model_key])
     channels, size = (1, 28) if model_key == "mnist" else (3, 32)
@@ -71,18 +76,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
+    parser.add_argument("--flush-denormal", action="store_true",
+                        help="both implementations flush denormal floats to zero (as lgn-nas train does)")
     parser.add_argument("--child", choices=sorted(MODELS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _ours_child(args.child, args.batch, args.steps, args.threads, args.seed)
+        _ours_child(args.child, args.batch, args.steps, args.threads, args.seed, args.flush_denormal)
         return
 
     peer = args.peer_python if args.peer_python.exists() else None
-    print(f"batch {args.batch}, {args.steps} timed steps per process, {args.rounds} rounds, {args.threads} thread(s); "
+    print(f"batch {args.batch}, {args.steps} timed steps per process, {args.rounds} rounds, {args.threads} thread(s)"
+          f"{', denormals flushed' if args.flush_denormal else ''}; "
           f"load average before: {load_average()}")
     if peer is None:
         print(f"  torchlogix rows skipped: no venv python at {args.peer_python} (bash benchmarks/peers/setup_peers.sh)")
     common = ["--batch", str(args.batch), "--steps", str(args.steps), "--threads", str(args.threads), "--seed", str(args.seed)]
+    if args.flush_denormal:
+        common.append("--flush-denormal")
     for key in args.model:
         results = {"lgn-nas": [], "torchlogix": []}
         for _ in range(args.rounds):

@@ -54,7 +54,7 @@ __all__ = ["VEC", "TILE", "KERNEL_VERSION", "dense_forward_func", "dense_backwar
 
 VEC = 8  # neurons / features per vector (AVX2 8 x float32; LLVM splits float64 into two registers)
 TILE = 8  # samples per tile (= VEC: the in-register transposes are square)
-KERNEL_VERSION = 3  # bump when the kernels change (part of the on-disk cache key)
+KERNEL_VERSION = 4  # bump when the kernels change (part of the on-disk cache key)
 
 FWD = "lgn_dense_fwd"
 BWD = "lgn_dense_bwd"
@@ -163,10 +163,11 @@ def dense_forward_func(dtype: str = "float32"):
         out = T.match_buffer(out_h, (B, N), dtype, align=al, offset_factor=1)
         for t in T.parallel((B + V - 1) // V):
             xg = T.alloc_buffer((NI, V), dtype)
-            tr = T.alloc_buffer((V, V), dtype, scope="local")
-            tt = T.alloc_buffer((V, V), dtype, scope="local")
-            ot = T.alloc_buffer((V, V), dtype, scope="local")
-            orow = T.alloc_buffer((V, V), dtype, scope="local")
+            # "global" scratch under 1 KB is a stack array (registers); "local" would be a workspace
+            tr = T.alloc_buffer((V, V), dtype, scope="global")
+            tt = T.alloc_buffer((V, V), dtype, scope="global")
+            ot = T.alloc_buffer((V, V), dtype, scope="global")
+            orow = T.alloc_buffer((V, V), dtype, scope="global")
             tile_in(x, xg, tr, tt, t, B, NI, False)
             for jo in range(N // V):
                 for jj in T.unroll(V):
@@ -255,15 +256,16 @@ def dense_backward_func(dtype: str = "float32"):
         per = (tiles + P - 1) // P
         for p in T.parallel(P):
             xg = T.alloc_buffer((NI, 2 * V), dtype)  # [i, 0:8] inputs, [i, 8:16] their gradients
-            tr = T.alloc_buffer((V, V), dtype, scope="local")
-            tt = T.alloc_buffer((V, V), dtype, scope="local")
-            gr = T.alloc_buffer((V, V), dtype, scope="local")  # g rows: [sample, neuron]
-            gt = T.alloc_buffer((V, V), dtype, scope="local")  # transposed: [neuron, sample]
-            at = T.alloc_buffer((V, V), dtype, scope="local")
-            bt = T.alloc_buffer((V, V), dtype, scope="local")
-            ar = T.alloc_buffer((V, V), dtype, scope="local")
-            br = T.alloc_buffer((V, V), dtype, scope="local")
-            acc = T.alloc_buffer((4, V), dtype, scope="local")
+            # "global" scratch under 1 KB is a stack array (registers); "local" would be a workspace
+            tr = T.alloc_buffer((V, V), dtype, scope="global")
+            tt = T.alloc_buffer((V, V), dtype, scope="global")
+            gr = T.alloc_buffer((V, V), dtype, scope="global")  # g rows: [sample, neuron]
+            gt = T.alloc_buffer((V, V), dtype, scope="global")  # transposed: [neuron, sample]
+            at = T.alloc_buffer((V, V), dtype, scope="global")
+            bt = T.alloc_buffer((V, V), dtype, scope="global")
+            ar = T.alloc_buffer((V, V), dtype, scope="global")
+            br = T.alloc_buffer((V, V), dtype, scope="global")
+            acc = T.alloc_buffer((4, V), dtype, scope="global")
             for k, jo in T.grid(4, N // V):
                 for jj in T.vectorized(V):
                     part[p, k, jo * V + jj] = T.Cast(dtype, zero)

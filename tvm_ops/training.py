@@ -473,7 +473,7 @@ def _conv_backward(ctx, name, extra, grad_out, xp, off, coefficients, height, wi
         gxp = torch.empty_like(xp)  # scratch: the padded input gradient
         part = torch.empty(p, *coefficients.shape, dtype=xp.dtype)  # scratch: per-task partial sums
         ctx.mod[name](_dl(xp), _dl(off), _dl(coefficients), *(_dl(t) for t in extra), _dl(g), _dl(gxp), _dl(grad_x),
-                      _dl(part), _dl(grad_c))
+                      _dl(part), _dl(grad_c), int(ctx.needs_input_grad[0]))  # no input gradient: no scatter
     else:
         grad_x.zero_()
         grad_c.zero_()

@@ -40,11 +40,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flush-denormal", action="store_true")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(args.flush_denormal)
     torch.manual_seed(args.seed)
     conv = _import_models()
     if args.model == "mnist":

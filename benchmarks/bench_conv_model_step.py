@@ -3,7 +3,7 @@
     bash benchmarks/peers/setup_peers.sh                 # once: torchlogix (and difflogic) in their own venvs
     python benchmarks/bench_conv_model_step.py [--model mnist cifar] [--batch 128] [--steps 5]
                                                [--rounds 3] [--threads 1] [--peer-python PATH]
-                                               [--flush-denormal]
+                                               [--flush-denormal] [--as-trained]
 
 A step is forward, cross-entropy, backward and Adam on one batch of binary images:
 ``lgn_conv_mnist_s`` against torchlogix's ``ClgnMnistSmall`` (596,736 parameters each) and
@@ -12,6 +12,9 @@ subprocess (torchlogix in its venv), rounds alternate between them so that machi
 alike; the first step of each process warms up (kernel loading) and is not counted. Memory is the
 process's peak resident set (VmHWM) and its growth over the steps. ``--flush-denormal`` makes both
 flush denormal floats to zero, as ``lgn-nas train`` does (the gradients of a conv LGN reach them).
+``--as-trained`` runs both as ``lgn-nas train`` runs a step: denormals flushed and glibc's heap
+thresholds of ``lgn_nas.train.host`` (given to both children as ``MALLOC_MMAP_THRESHOLD_`` /
+``MALLOC_TRIM_THRESHOLD_``), which spare a step most of its page faults.
 The children import this checkout's ``lgn_nas``, not an installed copy. A peer that is not installed
 skips its rows with a note.
 """
@@ -78,15 +81,24 @@ def main() -> None:
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON)
     parser.add_argument("--flush-denormal", action="store_true",
                         help="both implementations flush denormal floats to zero (as lgn-nas train does)")
+    parser.add_argument("--as-trained", action="store_true",
+                        help="both sides flush denormals and use the heap thresholds lgn-nas train sets")
     parser.add_argument("--child", choices=sorted(MODELS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.flush_denormal = args.flush_denormal or args.as_trained
+    extra_env = None
+    if args.as_trained:
+        from lgn_nas.train import host
+
+        extra_env = {"MALLOC_MMAP_THRESHOLD_": str(host.KEEP_MMAP_THRESHOLD),
+                     "MALLOC_TRIM_THRESHOLD_": str(host.KEEP_TRIM_THRESHOLD)}
     if args.child:
         _ours_child(args.child, args.batch, args.steps, args.threads, args.seed, args.flush_denormal)
         return
 
     peer = args.peer_python if args.peer_python.exists() else None
     print(f"batch {args.batch}, {args.steps} timed steps per process, {args.rounds} rounds, {args.threads} thread(s)"
-          f"{', denormals flushed' if args.flush_denormal else ''}; "
+          f"{', denormals flushed' if args.flush_denormal else ''}{', heap kept' if args.as_trained else ''}; "
           f"load average before: {load_average()}")
     if peer is None:
         print(f"  torchlogix rows skipped: no venv python at {args.peer_python} (bash benchmarks/peers/setup_peers.sh)")
@@ -96,11 +108,11 @@ def main() -> None:
     for key in args.model:
         results = {"lgn-nas": [], "torchlogix": []}
         for _ in range(args.rounds):
-            ours = run_child([sys.executable, __file__, "--child", key, *common], args.threads)
+            ours = run_child([sys.executable, __file__, "--child", key, *common], args.threads, extra_env)
             if ours:
                 results["lgn-nas"].append(ours)
             if peer is not None:
-                theirs = run_child([str(peer), str(PEER_SCRIPT), "--model", key, *common], args.threads)
+                theirs = run_child([str(peer), str(PEER_SCRIPT), "--model", key, *common], args.threads, extra_env)
                 if theirs:
                     results["torchlogix"].append(theirs)
         print(f"\n{MODELS[key]} vs torchlogix {PEER_MODELS[key]}:")

@@ -500,3 +500,17 @@ def test_fit_flushes_denormals_while_it_trains_and_not_after(mnist):
     fit(tiny_config(epochs=1), data=mnist, callbacks=[lambda e: seen.append(_denormal_survives())], plot=False)
     assert seen == [False]
     assert _denormal_survives()
+
+
+def test_training_host_keeps_the_heap_on_glibc_unless_the_user_chose(monkeypatch):
+    from lgn_nas.train.host import _glibc, training_host
+
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
+    with training_host() as host:
+        assert host.keep_heap == (_glibc() is not None)  # glibc accepted both thresholds
+        assert host.flush_denormal == (not _denormal_survives())
+    assert _denormal_survives()
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000")
+    with training_host() as host:
+        assert not host.keep_heap

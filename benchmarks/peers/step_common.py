@@ -16,9 +16,11 @@ def memory_kb(field: str) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith(field))
 
 
-def run_child(command: list, threads: int) -> Optional[dict]:
-    """Run one benchmark child with ``threads`` threads; its last stdout line is JSON (None on failure)."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), TVM_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+def run_child(command: list, threads: int, extra_env: Optional[dict] = None) -> Optional[dict]:
+    """Run one benchmark child with ``threads`` threads (and ``extra_env``); its last stdout line is
+    JSON (None on failure)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), TVM_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               **(extra_env or {}))
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         print(f"  run failed ({' '.join(map(str, command[:2]))} ...): {done.stderr.strip().splitlines()[-1:]}")

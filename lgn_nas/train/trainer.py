@@ -27,6 +27,7 @@ from .build import (build_model, check_model_name, check_names, fit_encoders, lo
                     model_temperature)
 from .checkpoint import CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import TrainConfig, temperature_at
+from .host import training_host
 from .distributed import init_distributed, resolve_device
 from .evaluation import (as_float, evaluate, evaluate_netlist, evaluate_train_mode, netlist_feed, netlist_stats,
                          relaxed_mode)
@@ -220,15 +221,10 @@ class Trainer:
             check_model_name(c.model)
         device = resolve_device(c.device)
         self.ctx = ctx = init_distributed(device)
-        # A cold softmax over large-margin gate logits makes denormal floats (below 1.2e-38), which cost
-        # x86 cores 4-5x per training step; flushed to zero they change no result beyond that size. Threads
-        # started during the fit (TVM's pool, OpenMP) inherit the setting; it is turned off again after.
-        flushing = torch.set_flush_denormal(True)
         try:
-            return self._fit(device)
+            with training_host():  # flush-to-zero floats, a heap that keeps freed memory (see train/host.py)
+                return self._fit(device)
         finally:
-            if flushing:
-                torch.set_flush_denormal(False)
             ctx.shutdown()
 
     def _fit(self, device: torch.device) -> TrainResult:

@@ -27,10 +27,10 @@ from .build import (build_model, check_model_name, check_names, fit_encoders, lo
                     model_temperature)
 from .checkpoint import CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import TrainConfig, temperature_at
-from .host import training_host
 from .distributed import init_distributed, resolve_device
 from .evaluation import (as_float, evaluate, evaluate_netlist, evaluate_train_mode, netlist_feed, netlist_stats,
                          relaxed_mode)
+from .host import training_host
 
 __all__ = [
     "EpochEnd", "StopTraining", "TrainingDiverged", "TrainResult", "Trainer", "fit", "build_model",

@@ -9,7 +9,8 @@ Both are process-wide and set by :func:`training_host` (``Trainer.fit`` runs ins
   OpenMP) inherit the mode.
 - **A heap that keeps freed memory (glibc).** A step allocates and frees tens of MB of activations;
   glibc's defaults hand most of it back to the kernel (``mmap``/``trim`` thresholds of 128 KB), so the
-  next step page-faults it in again: about 8,000 faults and a quarter of a conv MNIST step. Inside,
+  next step page-faults it in again: about 8,000 faults a conv MNIST step (what they cost is within the
+  run-to-run noise of the step benchmark on the development machine). Inside,
   blocks under 32 MB (glibc's ceiling for the threshold) come from the heap and the heap is not trimmed;
   after, both thresholds return to glibc's defaults. Skipped when the user set ``MALLOC_MMAP_THRESHOLD_``
   or ``MALLOC_TRIM_THRESHOLD_`` (their choice stands) and where the C library is not glibc.

@@ -85,16 +85,16 @@ def main() -> None:
                         help="both sides flush denormals and use the heap thresholds lgn-nas train sets")
     parser.add_argument("--child", choices=sorted(MODELS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        _ours_child(args.child, args.batch, args.steps, args.threads, args.seed, args.flush_denormal)
+        return
     args.flush_denormal = args.flush_denormal or args.as_trained
-    extra_env = None
+    extra_env = None  # the children's heap thresholds: what lgn-nas train sets (--as-trained)
     if args.as_trained:
         from lgn_nas.train import host
 
         extra_env = {"MALLOC_MMAP_THRESHOLD_": str(host.KEEP_MMAP_THRESHOLD),
                      "MALLOC_TRIM_THRESHOLD_": str(host.KEEP_TRIM_THRESHOLD)}
-    if args.child:
-        _ours_child(args.child, args.batch, args.steps, args.threads, args.seed, args.flush_denormal)
-        return
 
     peer = args.peer_python if args.peer_python.exists() else None
     print(f"batch {args.batch}, {args.steps} timed steps per process, {args.rounds} rounds, {args.threads} thread(s)"

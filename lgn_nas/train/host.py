@@ -12,7 +12,8 @@ Both are process-wide and set by :func:`training_host` (``Trainer.fit`` runs ins
   next step page-faults it in again: about 8,000 faults a conv MNIST step (what they cost is within the
   run-to-run noise of the step benchmark on the development machine). Inside,
   blocks under 32 MB (glibc's ceiling for the threshold) come from the heap and the heap is not trimmed;
-  after, both thresholds return to glibc's defaults. Skipped when the user set ``MALLOC_MMAP_THRESHOLD_``
+  after, both return to glibc's default values (fixed ones: glibc's dynamic mmap threshold, which
+  the first ``mallopt`` turned off, stays off). Skipped when the user set ``MALLOC_MMAP_THRESHOLD_``
   or ``MALLOC_TRIM_THRESHOLD_`` (their choice stands) and where the C library is not glibc.
 """
 from __future__ import annotations

@@ -92,7 +92,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         data_root=args.data_root, val_size=args.val_size, limit_train=args.limit_train, limit_test=args.limit_test,
         epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         decay_gate_logits=args.decay_gate_logits, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
-        **given)
+        initial_checkpoint=args.initial_checkpoint, freeze_logic_layers=args.freeze_logic_layers, **given)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -344,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--limit-test", type=int, default=None, help="use only the first N test images")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    train.add_argument("--initial-checkpoint", default=None, metavar="RUN",
+                       help="start from the model weights of this run directory (or its checkpoint.safetensors); "
+                            "a new run: optimizer, epochs and schedules start afresh")
+    train.add_argument("--freeze-logic-layers", type=int, default=0, metavar="N",
+                       help="keep the first N logic layers at their argmax gates (discrete in training too, no "
+                            "gradient); with --initial-checkpoint, the conv recipe's last phase freezes 1")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     train.add_argument("--force", action="store_true", help="overwrite the run outputs in a non-empty --out (other files are kept)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

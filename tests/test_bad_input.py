@@ -30,6 +30,7 @@ TINY_SEARCH = ["search", "--space", "dense", "--trials", "1", "--epochs", "1", "
 TINY_BOUNDS = ["--space-arg", "width=[40,80]", "depth=[1,2]"]
 TINY_TRAIN = ["train", "lgn_dense_s", "--out", "run", "--epochs", "1", "--limit-train", "200", "--val-size", "100",
               "--limit-test", "100", "--no-progress", "--model-kwargs", "depth=1", "width=100"]
+SECOND_TRAIN = TINY_TRAIN[:3] + ["run2"] + TINY_TRAIN[4:]  # a second run beside ./run
 
 
 # --------------------------------------------------------------------------- setups: bad files on disk
@@ -123,7 +124,8 @@ _TRAINED = {}
 
 
 def _trained_run(root: Path, damage: str) -> None:
-    """``root/run``: a finished tiny training run (trained once per session), its checkpoint damaged."""
+    """``root/run``: a finished tiny training run (trained once per session), its checkpoint damaged
+("truncated", "pickle") or intact ("")."""
     if "run" not in _TRAINED:
         import tempfile
 
@@ -137,6 +139,8 @@ def _trained_run(root: Path, damage: str) -> None:
         _TRAINED["run"] = base / "run"
     shutil.copytree(_TRAINED["run"], root / "run")
     checkpoint = root / "run" / "checkpoint.safetensors"
+    if not damage:
+        return
     if damage == "truncated":
         data = checkpoint.read_bytes()
         checkpoint.write_bytes(data[: len(data) // 3])
@@ -262,6 +266,19 @@ BATTERY = [
     ("resume from a truncated checkpoint", TINY_TRAIN + ["--resume"],
      ["run/checkpoint.safetensors is not a readable safetensors checkpoint"],
      lambda root: _trained_run(root, "truncated")),
+    # a new run started from another run's weights, and frozen layers
+    ("train initial checkpoint missing", TINY_TRAIN + ["--initial-checkpoint", "nowhere"],
+     ["initial_checkpoint nowhere: no such checkpoint"]),
+    ("train initial checkpoint pickled", SECOND_TRAIN + ["--initial-checkpoint", "run"],
+     ["run/checkpoint.safetensors is not a readable safetensors checkpoint", "pickle"],
+     lambda root: _trained_run(root, "pickle")),
+    ("train initial checkpoint of another shape", SECOND_TRAIN[:-1] + ["width=120", "--initial-checkpoint", "run"],
+     ["initial_checkpoint run/checkpoint.safetensors does not fit this lgn_dense_s", "size mismatch"],
+     lambda root: _trained_run(root, "")),
+    ("train freeze more layers than the model has", TINY_TRAIN + ["--freeze-logic-layers", "7"],
+     ["cannot freeze 7 logic layers: expected an int from 0 to 1"]),
+    ("train freeze a negative count", TINY_TRAIN + ["--freeze-logic-layers", "-1"],
+     ["freeze_logic_layers must be an int >= 0", "-1"]),
 ]
 
 

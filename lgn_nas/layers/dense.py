@@ -176,7 +176,7 @@ class LogicDense(LogicGates):
             in_a = self.in_a
             in_b = self.in_b
         else:
-            if self.training:
+            if self.training and not self.frozen:
                 wa = categorical(wire_a, self._noise, self._straight_through, self.temperature, True)
                 wb = categorical(wire_b, self._noise, self._straight_through, self.temperature, True)
                 return logic_dense_learnable_forward(x, cand_a, cand_b, wa, wb, coefficients,

@@ -6,7 +6,8 @@ wire logits (``LogicDense.wire_a``/``wire_b``): its only parameters, all logits,
 :class:`~lgn_nas.layers.spec.LogicSpec` (``relaxation``, ``parametrization``, ``temperature``,
 ``backend``; ``relaxation`` may be swapped, as ``relaxed_mode`` does), the relaxed coefficients of its
 gates (:meth:`LogicGates.coefficients`), the gates it keeps (:meth:`LogicGates.gate_ids`) and its
-lowering into a netlist (:meth:`LogicGates.lower`). Code that needs "the logic layers of a model" asks
+lowering into a netlist (:meth:`LogicGates.lower`). A layer may be frozen (:meth:`LogicGates.freeze`):
+it then computes its discrete circuit in every mode and its logits take no gradient. Code that needs "the logic layers of a model" asks
 ``isinstance(module, LogicGates)`` (:func:`logic_layers`), not the module's name or attributes.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .parametrizations import coefficients, discrete_ids, get_parametrization, i
 from .relaxations import get_relaxation
 from .spec import LogicSpec
 
-__all__ = ["LogicGates", "logic_layers", "set_temperature", "model_temperature"]
+__all__ = ["LogicGates", "logic_layers", "freeze_leading_logic_layers", "set_temperature", "model_temperature"]
 
 
 class LogicGates(nn.Module):
@@ -40,6 +41,7 @@ class LogicGates(nn.Module):
         self.backend = spec.backend
         self._resolved_backend = spec.backend  # resolved when the spec was made
         self._init = spec.init
+        self.frozen = False
 
     def _init_gates(self, shape: Tuple[int, ...], generator: Optional[torch.Generator]) -> None:
         """The gate logits ``(*shape, num_params)``, initialised by the spec's ``init`` (after the wiring,
@@ -58,10 +60,19 @@ class LogicGates(nn.Module):
         self._noise, self._straight_through, self._noise_scale = r.noise, r.straight_through, float(r.noise_scale)
         self._relaxation = name
 
+    @torch.jit.unused
+    def freeze(self) -> None:
+        """Fix the gates (and wires) at their argmax: the forward is the discrete circuit in every
+        mode and the layer's logits stop taking gradients (an optimizer built afterwards skips them)."""
+        self.frozen = True
+        for param in self.parameters(recurse=False):
+            param.requires_grad_(False)
+
     def coefficients(self) -> torch.Tensor:
-        """Per-gate (c1, ca, cb, cab) under the current mode (relaxed in training, hard in eval)."""
+        """Per-gate (c1, ca, cb, cab) under the current mode (relaxed in training, hard in eval or
+        when frozen)."""
         return coefficients(self.weight, self.basis, self._categorical, self._noise, self._straight_through,
-                            self.temperature, self.training, self._noise_scale)
+                            self.temperature, self.training and not self.frozen, self._noise_scale)
 
     @torch.jit.unused
     def gate_ids(self) -> torch.Tensor:
@@ -81,6 +92,18 @@ class LogicGates(nn.Module):
 def logic_layers(model: nn.Module) -> Iterator[LogicGates]:
     """The logic layers of ``model`` (itself included), in ``modules()`` order."""
     return (m for m in model.modules() if isinstance(m, LogicGates))
+
+
+def freeze_leading_logic_layers(model: nn.Module, count: int) -> int:
+    """Freeze the first ``count`` logic layers of ``model`` in forward order (:meth:`LogicGates.freeze`);
+    returns how many there are in all. ``ValueError`` if ``count`` is not an int in 0..that number."""
+    layers = list(logic_layers(model))
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= len(layers):
+        raise ValueError(f"cannot freeze {count!r} logic layers: expected an int from 0 to {len(layers)}, "
+                         f"the number of logic layers of {type(model).__name__}")
+    for layer in layers[:count]:
+        layer.freeze()
+    return len(layers)
 
 
 def set_temperature(model: nn.Module, temperature: float) -> int:

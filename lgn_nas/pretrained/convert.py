@@ -46,7 +46,8 @@ _FLAGS = (
     ("temperature_schedule", "--temperature-schedule"), ("temperature_start", "--temperature-start"),
     ("temperature_end", "--temperature-end"), ("temperature_step", "--temperature-step"),
     ("grad_clip", "--grad-clip"), ("val_size", "--val-size"), ("limit_train", "--limit-train"),
-    ("limit_test", "--limit-test"), ("seed", "--seed"), ("device", "--device"),
+    ("limit_test", "--limit-test"), ("initial_checkpoint", "--initial-checkpoint"),
+    ("freeze_logic_layers", "--freeze-logic-layers"), ("seed", "--seed"), ("device", "--device"),
 )
 _ALWAYS = ("dataset", "epochs", "batch_size")
 _IGNORED = ("data_root",)  # where the data lives, not part of the recipe

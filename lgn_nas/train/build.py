@@ -1,7 +1,8 @@
 """Building what a training run trains: the model from its config, its encoders, the optimizer's groups.
 
 ``build_model(config, num_classes=..., input_shape=...)`` is ``timm.create_model`` with the data set's
-classes and input filled in; ``load_run(dir)`` rebuilds a finished ``lgn-nas train`` run; the name
+classes and input filled in; ``load_run(dir)`` rebuilds a finished ``lgn-nas train`` run and
+``load_initial_checkpoint`` starts a new one from a run's weights; the name
 checks refuse unknown models and data sets before anything is loaded.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ..models._optim import is_gate_logit_module
 from .config import TrainConfig
 
 __all__ = ["fit_encoders", "make_param_groups", "known_dataset", "check_model_name", "check_names", "build_model",
-           "load_run", "model_temperature"]
+           "load_run", "load_initial_checkpoint", "model_temperature"]
 
 
 def fit_encoders(model: nn.Module, x_train: torch.Tensor, *, max_images: int = 10_000) -> int:
@@ -139,3 +140,27 @@ def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "c
     if temperature is not None:
         set_temperature(model, temperature)
     return model.to(device).eval(), config
+
+
+def load_initial_checkpoint(model: nn.Module, path: Union[str, Path], *, model_name: str) -> None:
+    """Load the model weights of a training checkpoint (a run directory or its ``checkpoint.safetensors``)
+    into ``model``, a freshly built ``model_name``; ``ValueError`` naming the path when it is not a
+    checkpoint, was trained on another model, or its tensors do not fit."""
+    from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    path = Path(path)
+    file = path / CHECKPOINT_NAME if path.is_dir() else path
+    if not file.is_file():
+        raise ValueError(f"initial_checkpoint {path}: no such checkpoint (expected a `lgn-nas train` output "
+                         f"directory holding {CHECKPOINT_NAME}, or that file)")
+    checkpoint = load_checkpoint(file)
+    trained = (checkpoint["meta"].get("config") or {}).get("model")
+    if trained != model_name:
+        raise ValueError(f"initial_checkpoint {file} holds a {trained!r} model, expected {model_name!r}")
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        reason = first[1].strip() if len(first) > 1 else (first[0] if first else "")
+        raise ValueError(f"initial_checkpoint {file} does not fit this {model_name} (other model_kwargs?): "
+                         f"{reason}") from None

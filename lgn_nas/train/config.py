@@ -49,6 +49,12 @@ class TrainConfig:
       offset (torchvision's ``RandomCrop(size, padding=N)``, the paper's CIFAR-10 augmentation; the
       same transform as ``random_shift=N``, so only one of the two may be set). ``hflip``: mirror each
       training image left to right with probability 0.5. Applied in that order, per step.
+    - ``initial_checkpoint``: a ``lgn-nas train`` output directory (or its ``checkpoint.safetensors``)
+      whose model weights start this run, after the model is built; unlike a resume, its optimizer,
+      epoch and schedules are not taken (a new run, e.g. a fine-tuning phase).
+    - ``freeze_logic_layers``: the first N logic layers in forward order keep their argmax gates: they
+      compute their discrete circuit in training too and take no gradient (the last phase of the conv
+      recipe freezes the first conv stage, whose soft gates the discrete circuit cannot reproduce).
     - ``seed`` fixes model init, data order and relaxation noise (reseeded per epoch and rank, so a
       resumed run repeats an uninterrupted one).
     """
@@ -81,6 +87,8 @@ class TrainConfig:
     random_shift: int = 0
     random_crop_padding: int = 0
     hflip: bool = False
+    initial_checkpoint: Optional[str] = None
+    freeze_logic_layers: int = 0
     seed: int = 0
     device: str = "auto"
 
@@ -107,6 +115,13 @@ class TrainConfig:
         if self.random_shift and padding:
             raise ValueError(f"random_shift ({self.random_shift}) and random_crop_padding ({padding}) are the same "
                              "transform (zero-pad, crop back at a random offset); set only one")
+        frozen = self.freeze_logic_layers
+        if not isinstance(frozen, int) or isinstance(frozen, bool) or frozen < 0:
+            raise ValueError(f"freeze_logic_layers must be an int >= 0 (logic layers), got {frozen!r}")
+        if self.initial_checkpoint is not None and (not isinstance(self.initial_checkpoint, str)
+                                                    or not self.initial_checkpoint):
+            raise ValueError(f"initial_checkpoint must be a path (a run directory or its checkpoint) or None, "
+                             f"got {self.initial_checkpoint!r}")
         if not isinstance(self.hflip, bool):
             raise ValueError(f"hflip must be True or False, got {self.hflip!r}")
         if not isinstance(self.val_size, int) or self.val_size < 0:

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers.logic import logic_layers, set_temperature
+from ..layers.logic import freeze_leading_logic_layers, logic_layers, set_temperature
 from ..models._optim import is_gate_logit_module
 from .augment import random_crop, random_hflip, random_shift
-from .build import (build_model, check_model_name, check_names, fit_encoders, load_run, make_param_groups,
-                    model_temperature)
+from .build import (build_model, check_model_name, check_names, fit_encoders, load_initial_checkpoint, load_run,
+                    make_param_groups, model_temperature)
 from .checkpoint import CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import TrainConfig, temperature_at
 from .distributed import init_distributed, resolve_device
@@ -259,6 +259,10 @@ class Trainer:
         if model is None:
             model = build_model(c, num_classes=splits.num_classes, input_shape=splits.input_shape)
         fit_encoders(model, x_train)  # before the move; a resumed run loads the saved thresholds over these
+        if c.initial_checkpoint is not None:
+            load_initial_checkpoint(model, c.initial_checkpoint, model_name=c.model)
+        if c.freeze_logic_layers:
+            freeze_leading_logic_layers(model, c.freeze_logic_layers)
         model = model.to(device)
         self.model = model
         from timm.optim import create_optimizer_v2

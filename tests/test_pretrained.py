@@ -247,3 +247,17 @@ def test_shipped_weights_reproduce_their_recorded_discrete_test_accuracy(tag, lo
     assert correct / len(y) == record["test_acc_discrete"]
     with torch.no_grad():  # and the eval model is that circuit, bit for bit (on 500 images: lgn_dense_m is slow)
         assert np.array_equal(model(images[:500]).numpy(), scores[:500])
+
+
+def test_converter_records_the_runs_a_fine_tuned_run_started_from(tmp_path):
+    first = _fake_run(tmp_path / "phase1")
+    second = _fake_run(tmp_path / "phase2", initial_checkpoint=str(first), freeze_logic_layers=1, seed=1)
+    record = convert_run(second, "lgn_dense_s.mnist", out_dir=tmp_path / "w")
+    assert [phase["epochs"] for phase in record["earlier_phases"]] == [2]
+    first_command, second_command = record["commands"]
+    assert f"--out {first}" in first_command and "--initial-checkpoint" not in first_command
+    assert f"--initial-checkpoint {first}" in second_command and "--freeze-logic-layers 1" in second_command
+    assert second_command == record["command"]
+    (first / "metrics.json").unlink()  # the first phase is gone: the record could not say how it was made
+    with pytest.raises(ConversionError, match=r"the run started from .*phase1 \(its initial_checkpoint\).*metrics.json is missing"):
+        convert_run(second, "lgn_dense_s.mnist", out_dir=tmp_path / "w2")

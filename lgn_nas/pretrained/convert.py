@@ -9,7 +9,10 @@ that the loaded model's eval output equals the run's, bit for bit, on random inp
 
 The record's ``command`` is the ``lgn-nas train`` command of the run: the one given with
 ``--command`` (as typed), else one rebuilt from the config; either way it must parse to exactly the
-run's config (the data root aside). Any refusal is one line on stderr and exit code 2.
+run's config (the data root aside). A run started from another run's weights (``--initial-checkpoint``,
+e.g. the conv recipe's frozen-stage phase) lists the runs before it too (``earlier_phases``, and all the
+commands in order under ``commands``); each of them must still be a finished run. Any refusal is one
+line on stderr and exit code 2.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from . import (
     PRETRAINED_LOGIT, PRETRAINED_TAGS, WEIGHTS_FORMAT, compact_state_dict, record_path, weights_dir, weights_path,
 )
 
-__all__ = ["ConversionError", "convert_run", "train_command", "check_train_command", "main"]
+__all__ = ["ConversionError", "convert_run", "earlier_phases", "train_command", "check_train_command", "main"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -237,6 +240,36 @@ def _verify(data: bytes, tag: str, model: torch.nn.Module, input_size: Sequence[
     return loaded
 
 
+def earlier_phases(config: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The runs a run started from (its ``initial_checkpoint``, that run's, ...), first phase first: each
+    one's rebuilt command (its ``--out`` the directory the next phase names) and its measured figures.
+    ``ConversionError`` when one of them is not a finished run or the chain loops."""
+    phases: List[Dict[str, Any]] = []
+    seen = set()
+    start = config.get("initial_checkpoint")
+    while start:
+        path = Path(start)
+        run_dir = path.parent if path.suffix == ".safetensors" else path
+        if run_dir.resolve() in seen:
+            raise ConversionError(f"the initial checkpoints loop back to {run_dir}")
+        seen.add(run_dir.resolve())
+        try:
+            _, phase_config, metrics = _check_run(run_dir)
+        except ConversionError as error:
+            raise ConversionError(f"the run started from {start} (its initial_checkpoint): {error}") from None
+        phases.insert(0, {
+            "command": train_command(phase_config, out=str(run_dir)),
+            "epochs": metrics.get("epochs"),
+            "test_acc_discrete": metrics.get("test_acc_discrete"),
+            "test_acc_relaxed": metrics.get("test_acc_relaxed"),
+            "gates": metrics.get("gates"),
+            "train_seconds": metrics.get("train_seconds"),
+            "wall_seconds": metrics.get("wall_seconds"),
+        })
+        start = phase_config.get("initial_checkpoint")
+    return phases
+
+
 def convert_run(run_dir: PathLike, tag: str, *, out_dir: Optional[PathLike] = None, command: Optional[str] = None,
                 force: bool = False) -> Dict[str, Any]:
     """Convert a finished ``lgn-nas train`` run into ``<out_dir>/<tag>.safetensors`` + ``<tag>.json``.
@@ -257,6 +290,7 @@ def convert_run(run_dir: PathLike, tag: str, *, out_dir: Optional[PathLike] = No
         check_train_command(command, config)
     else:
         command = train_command(config, out=f"runs/{tag}")
+    earlier = earlier_phases(config)
     out_dir = Path(out_dir) if out_dir is not None else weights_dir()
     target = weights_path(tag, out_dir)
     record_file = record_path(target)
@@ -280,6 +314,8 @@ def convert_run(run_dir: PathLike, tag: str, *, out_dir: Optional[PathLike] = No
         "model_kwargs": model_kwargs,
         "dataset": config["dataset"],
         "command": command,
+        "earlier_phases": earlier,
+        "commands": [phase["command"] for phase in earlier] + [command],
         "converted_with": f"python -m lgn_nas.pretrained RUN_DIR {tag}",
         "test_acc_discrete": metrics["test_acc_discrete"],
         "test_acc_relaxed_of_the_run": metrics.get("test_acc_relaxed"),

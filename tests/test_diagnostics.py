@@ -48,3 +48,24 @@ def test_gradient_reach_of_hard_straight_through_at_residual_init_is_partial():
     assert min(soft.values()) > 0.9
     # Trees: only the gates on the path of leaf 0 (3 of 7) feed 'A' at every level above them.
     assert hard["stages.0"] <= 3 / 7 + 1e-6 and hard["stages.1"] <= 3 / 7 + 1e-6
+
+
+def test_gap_by_layer_finds_the_one_soft_layer():
+    from lgn_nas.train.diagnostics import gap_by_layer
+
+    model = _model().eval()
+    x = torch.rand(64, 1, 12, 12)
+    with torch.no_grad():  # every layer one-hot (no gap) but stage 0, which is soft
+        for name, p in model.named_parameters():
+            ids = torch.randint(0, 16, p.shape[:-1], generator=torch.Generator().manual_seed(1))
+            p.copy_(torch.nn.functional.one_hot(ids, 16).float() * (0.5 if name.startswith("stages.0") else 60.0))
+    y = model(x).argmax(dim=-1)  # labels the discrete circuit gets right, all of them
+    with lgn_nas.train.relaxed_mode(model):
+        relaxed_correct = float((model(x).argmax(dim=-1) == y).float().mean())
+    gaps = gap_by_layer(model, x, y, batch_size=16)
+    assert gaps["discrete"] == 1.0 and gaps["relaxed"] == pytest.approx(relaxed_correct)
+    assert relaxed_correct < 1.0  # the soft stage changes some answers
+    assert gaps["stages.0"] == pytest.approx(relaxed_correct)  # and it alone does
+    for name in ("stages.1", "head.hidden.0", "head.classifier"):
+        assert gaps[name] == 1.0
+    assert not model.training and all(m.relaxation == "softmax" for m in lgn_nas.layers.logic.logic_layers(model))

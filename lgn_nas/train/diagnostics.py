@@ -16,7 +16,9 @@ logic layer (each conv block after its OR pool, each dense layer) reports:
 
 The head row gives GroupSum's tau and outputs per class. ``gradient_reach(model, x, y)`` gives, per
 logic layer, the fraction of gates whose logits get a non-zero gradient from one batch of the
-training forward. Both are used by ``benchmarks/diagnose_conv.py``.
+training forward. ``gap_by_layer(model, x, y)`` scores the model with one logic layer at a time relaxed,
+the rest discrete: which layer holds the relaxed-discrete gap. All are used by
+``benchmarks/diagnose_conv.py``.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from ..layers.parametrizations import get_parametrization
 from ..layers.relaxations import relax_categorical
 from .evaluation import relaxed_mode
 
-__all__ = ["discretization_report", "format_report", "gradient_reach"]
+__all__ = ["discretization_report", "format_report", "gradient_reach", "gap_by_layer"]
 
 
 def _logic_layers(model: nn.Module) -> List[tuple]:
@@ -145,3 +147,34 @@ def gradient_reach(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Dict[s
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     return reach
+
+
+def gap_by_layer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1000) -> Dict[str, float]:
+    """Accuracy on ``(x, y)`` with one logic layer at a time relaxed (noise-free softmax at its
+    temperature) and every other one discrete; ``"discrete"`` and ``"relaxed"`` are all-discrete and
+    all-relaxed. The layer whose row is nearest ``"relaxed"`` holds the relaxed-discrete gap."""
+    layers = [(name, layer) for name, _, layer in _logic_layers(model)]
+
+    def accuracy(relaxed: List[nn.Module]) -> float:
+        was_training = {module: module.training for module in model.modules()}
+        relaxations = {layer: layer.relaxation for layer in relaxed}
+        model.eval()
+        correct = 0
+        try:
+            for layer in relaxed:
+                layer.relaxation, layer.training = "softmax", True
+            with torch.no_grad():
+                for start in range(0, x.shape[0], batch_size):
+                    scores = model(x[start:start + batch_size])
+                    correct += int((scores.argmax(dim=-1) == y[start:start + batch_size]).sum())
+        finally:
+            for layer, relaxation in relaxations.items():
+                layer.relaxation = relaxation
+            for module, training in was_training.items():
+                module.training = training
+        return correct / max(1, x.shape[0])
+
+    result = {"discrete": accuracy([]), "relaxed": accuracy([layer for _, layer in layers])}
+    for name, layer in layers:
+        result[name] = accuracy([layer])
+    return result

@@ -7,7 +7,7 @@ import torch
 
 from lgn_nas.layers import LogicDense, LogicTreeConv2d
 from lgn_nas.layers.logic import freeze_leading_logic_layers, logic_layers
-from lgn_nas.train import TrainConfig, fit, relaxed_mode
+from lgn_nas.train import TrainConfig, fit, load_run, relaxed_mode
 
 TINY_KWARGS = dict(depth=2, width=200, init="gaussian", group_tau=3.0, backend="torch")
 
@@ -78,6 +78,8 @@ def test_a_run_from_an_initial_checkpoint_starts_from_its_weights_and_keeps_froz
     others = [k for k in state if k.endswith(".weight") and not k.startswith(first_layer + ".")]
     assert others and all(not torch.equal(state[k], trained[k]) for k in others)  # the rest trained on
     assert tuned.metrics["netlist_agrees"]
+    reloaded, _ = load_run(tmp_path / "tuned")  # frozen again, so its relaxed model is the one the run scored
+    assert [layer.frozen for layer in logic_layers(reloaded)] == [True, False]
     # the run records where it started, so its config (and a command rebuilt from it) says so
     assert tuned.config.initial_checkpoint.endswith("checkpoint.safetensors")
     assert tuned.config.freeze_logic_layers == 1

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Sequence, Union
 import torch
 from torch import nn
 
-from ..layers.logic import model_temperature, set_temperature
+from ..layers.logic import freeze_leading_logic_layers, model_temperature, set_temperature
 from ..models._optim import is_gate_logit_module
 from .config import TrainConfig
 
@@ -121,7 +121,8 @@ def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "c
     """The trained model (in eval mode) and the config of a ``lgn-nas train`` output directory.
 
     The relaxation temperature is the one training ended with (a temperature schedule's last value),
-    so the relaxed model scores as it did at the end of the run.
+    and the layers the run froze are frozen again, so the relaxed model scores as it did at the end of
+    the run.
     """
     from ..data import _spec
     from .checkpoint import load_checkpoint
@@ -135,6 +136,8 @@ def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "c
     spec = _spec(config.dataset)
     model = build_model(config, num_classes=spec.num_classes, input_shape=spec.input_shape)
     model.load_state_dict(checkpoint["model"])
+    if config.freeze_logic_layers:  # the run trained (and scored its relaxed model) with these frozen
+        freeze_leading_logic_layers(model, config.freeze_logic_layers)
     history = checkpoint["meta"].get("history") or []
     temperature = history[-1].get("temperature") if history else None
     if temperature is not None:

@@ -24,12 +24,24 @@ from lgn_nas.pretrained import (
 )
 from lgn_nas.pretrained.convert import ConversionError, convert_run, main as convert_main
 from lgn_nas.train.recipes import config_with_recipe
-from lgn_nas.train import TrainConfig, atomic_write_json, build_model, relaxed_mode, save_checkpoint
+from lgn_nas.train import (TrainConfig, atomic_write_json, build_model, load_checkpoint, relaxed_mode,
+                           save_checkpoint)
 
 SMALL = {
     "lgn_dense_s": dict(depth=3, width=[120, 80, 40], input_bits=2, input_crop=20, group_tau=2.0, backend="torch"),
     "lgn_conv_mnist_s": dict(channels=[2, 4, 8], head_widths=[60, 40, 20], group_tau=2.0, backend="torch"),
 }
+
+
+def _drop_config_fields(path: Path, *fields: str) -> None:
+    """Rewrite a run's config.json or checkpoint without ``fields``, as an older lgn-nas wrote them."""
+    if path.suffix == ".json":
+        config = json.loads(path.read_text())
+        atomic_write_json(path, {k: v for k, v in config.items() if k not in fields})
+        return
+    state = load_checkpoint(path)
+    meta = dict(state["meta"], config={k: v for k, v in state["meta"]["config"].items() if k not in fields})
+    save_checkpoint(path, model_state=state["model"], optimizer_state=state["optimizer"], meta=meta)
 
 
 def _randomise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -251,6 +263,8 @@ def test_shipped_weights_reproduce_their_recorded_discrete_test_accuracy(tag, lo
 
 def test_converter_records_the_runs_a_fine_tuned_run_started_from(tmp_path):
     first = _fake_run(tmp_path / "phase1")
+    for name in ("config.json", "checkpoint.safetensors"):  # begun before the fine-tuning fields existed
+        _drop_config_fields(first / name, "initial_checkpoint", "freeze_logic_layers")
     second = _fake_run(tmp_path / "phase2", initial_checkpoint=str(first), freeze_logic_layers=1, seed=1)
     record = convert_run(second, "lgn_dense_s.mnist", out_dir=tmp_path / "w")
     assert [phase["epochs"] for phase in record["earlier_phases"]] == [2]

@@ -98,6 +98,9 @@ def check_train_command(command: str, config: Dict[str, Any]) -> None:
     except ValueError as error:
         raise ConversionError(f"the command does not split into words: {error}") from None
     parsed = _config_dict(_parse_train(_strip_prefix(tokens)))
+    from ..train.config import TrainConfig
+
+    config = {**TrainConfig().to_dict(), **config}  # fields added since the run began count as their defaults
     differing = [key for key in sorted(set(parsed) | set(config)) if key not in _IGNORED
                  and json.dumps(parsed.get(key), sort_keys=True) != json.dumps(config.get(key), sort_keys=True)]
     if differing:
@@ -117,6 +120,9 @@ def _kwarg_token(key: str, value: Any) -> str:
 def train_command(config: Dict[str, Any], *, out: str = "runs/out") -> str:
     """An ``lgn-nas train`` command that runs ``config``: the data set, epochs and batch size, then every
     flag whose value differs from the CLI default; checked with :func:`check_train_command`."""
+    from ..train.config import TrainConfig
+
+    config = {**TrainConfig().to_dict(), **config}  # fields added since the run began count as their defaults
     defaults = _config_dict(_parse_train([config["model"], "--out", out]))
     words = ["lgn-nas", "train", config["model"]]
     for field, flag in _FLAGS:

@@ -1,0 +1,204 @@
+"""C source of the native netlist backend's driver: encode, head and the tile loop (AVX-512).
+
+The gates are the assembly of :mod:`tvm_ops.netlist_asm` (``lgn_gates``); this C is the same for
+every net of one shape (input layout and dtype, classes, outputs per class), and small, so the system
+compiler builds it in well under a second. Entry point::
+
+    void lgn_run(const void *x, int64_t n, float *out, uint64_t *scratch, const void *cut,
+                 const uint64_t *enable, float tau);
+
+``x``: n raw samples (uint8, or float32 for the float kernel), ``out``: (n, classes) float32
+``count / tau``; ``scratch``: :func:`scratch_words` uint64, 64-byte aligned. Per tile of 512 samples:
+
+1. encode: per sample, channel-threshold and block of 64 positions one 64-byte compare gives a 64-bit
+   mask (``x >= cut`` on uint8, ``x > thr`` on float32, 16 floats a compare); per block the masks of
+   the tile's eight 64-sample groups are transposed at once (six swap stages on 512-bit rows), which
+   gives the input slots' rows;
+2. ``lgn_gates(act, next tile's input, planes)``: the gates and the head's counters (bit planes);
+3. decode: the planes into per-sample counts and ``count / tau``. A last partial tile runs on a
+   zero-padded copy.
+"""
+from __future__ import annotations
+
+__all__ = ["driver_source", "scratch_words", "num_planes", "TILE_SAMPLES"]
+
+TILE_SAMPLES = 512
+
+
+def num_planes(group_size: int) -> int:
+    """Bits of a class count (0..group_size)."""
+    return max(1, int(group_size).bit_length())
+
+
+def _blocks(spatial: int) -> int:
+    return -(-spatial // 64)
+
+
+def scratch_words(*, num_slots: int, channels: int, thresholds_per_channel: int, spatial: int,
+                  input_bytes: int, num_classes: int, group_size: int) -> int:
+    """uint64 words of scratch: the slots' rows, the encode masks, a tile's scores, the head's bit
+    planes, a padded tile of input."""
+    masks = channels * thresholds_per_channel * _blocks(spatial) * 520
+    pad = -(-TILE_SAMPLES * channels * spatial * input_bytes // 64) * 8
+    scores = num_classes * TILE_SAMPLES // 2
+    planes = (num_classes + 1) * num_planes(group_size) * 8
+    return num_slots * 8 + masks + scores + planes + pad
+
+
+def driver_source(*, num_slots: int, channels: int, thresholds_per_channel: int, spatial: int,
+                  input_dtype: str, num_classes: int, group_size: int) -> str:
+    """The driver's C for one shape (see the module docstring)."""
+    if input_dtype not in ("uint8", "float32"):
+        raise ValueError(f"input_dtype = {input_dtype!r}, expected 'uint8' or 'float32'")
+    planes = num_planes(group_size)
+    full, tail = spatial // 64, spatial % 64
+    u8 = input_dtype == "uint8"
+    defines = {
+        "NSLOT": num_slots, "CH": channels, "TH": thresholds_per_channel, "HW": spatial,
+        "CT": channels * thresholds_per_channel, "NBLK": _blocks(spatial), "NFULL": full, "TAIL": tail,
+        "D": channels * spatial, "NCLS": num_classes, "K": group_size, "NP": planes, "TILE": TILE_SAMPLES,
+        "U8": int(u8),
+    }
+    head = "\n".join(f"#define {k} {v}" for k, v in defines.items())
+    return head + "\n" + _BODY
+
+
+_BODY = r"""
+#include <stdint.h>
+#include <string.h>
+#include <immintrin.h>
+
+typedef uint64_t v8 __attribute__((vector_size(64)));
+/* words between two blocks' masks: 4 KB plus a line, so that a block's mask stores and the next
+   input loads do not alias at 4 KB */
+#define MSTRIDE 520
+#if U8
+typedef uint8_t xin;
+#else
+typedef float xin;
+#endif
+
+void lgn_gates(uint64_t *act, const void *next, uint64_t *planes);
+
+/* 64-bit mask of positions p < lanes (lanes <= 64) of block `blk` of one channel row: bit p set where
+   x[p] >= cut (uint8) or x[p] > thr (float32). */
+static inline uint64_t block_mask(const xin *row, int lanes, const void *cutp, int ct) {
+#if U8
+    __m512i c = _mm512_set1_epi8((char)((const uint8_t *)cutp)[ct]);
+    __mmask64 live = lanes >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << lanes) - 1);
+    __m512i v = _mm512_maskz_loadu_epi8(live, row);
+    return (uint64_t)_mm512_mask_cmpge_epu8_mask(live, v, c);
+#else
+    __m512 t = _mm512_set1_ps(((const float *)cutp)[ct]);
+    uint64_t m = 0;
+    for (int q = 0; q < 4; q++) {
+        int left = lanes - 16 * q;
+        if (left <= 0) break;
+        __mmask16 live = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(live, row + 16 * q);
+        m |= (uint64_t)_mm512_mask_cmp_ps_mask(live, v, t, _CMP_GT_OQ) << (16 * q);
+    }
+    return m;
+#endif
+}
+
+#define SWAP(lo, hi, j, m) do { \
+    __m512i t_ = _mm512_and_si512(_mm512_xor_si512(_mm512_srli_epi64(lo, j), hi), m); \
+    lo = _mm512_xor_si512(lo, _mm512_slli_epi64(t_, j)); hi = _mm512_xor_si512(hi, t_); } while (0)
+
+static void encode(const xin *x, v8 *act, uint64_t *masks, const void *cut, const uint64_t *enable) {
+    for (int s = 0; s < TILE; s++) {
+        const xin *row = x + (int64_t)s * D;
+        uint64_t *m = masks + (s & 63) * 8 + (s >> 6);
+        for (int ct = 0; ct < CT; ct++) {
+            const xin *ch = row + (ct / TH) * HW;
+            uint64_t en = enable[ct];
+            for (int b = 0; b < NBLK; b++) {
+                int lanes = b < NFULL ? 64 : TAIL;
+                m[(ct * NBLK + b) * MSTRIDE] = block_mask(ch + b * 64, lanes, cut, ct) & en;
+            }
+        }
+    }
+    const __m512i m32 = _mm512_set1_epi64(0x00000000FFFFFFFFll), m16 = _mm512_set1_epi64(0x0000FFFF0000FFFFll),
+                  m8 = _mm512_set1_epi64(0x00FF00FF00FF00FFll), m4 = _mm512_set1_epi64(0x0F0F0F0F0F0F0F0Fll),
+                  m2 = _mm512_set1_epi64(0x3333333333333333ll), m1 = _mm512_set1_epi64(0x5555555555555555ll);
+    for (int cb = 0; cb < CT * NBLK; cb++) {
+        __m512i *rows = (__m512i *)(masks + cb * MSTRIDE);
+        /* stages 32, 16, 8 on the row sets r, r + 8, ..., r + 56 */
+        for (int r = 0; r < 8; r++) {
+            __m512i v0 = rows[r], v1 = rows[r + 8], v2 = rows[r + 16], v3 = rows[r + 24],
+                    v4 = rows[r + 32], v5 = rows[r + 40], v6 = rows[r + 48], v7 = rows[r + 56];
+            SWAP(v0, v4, 32, m32); SWAP(v1, v5, 32, m32); SWAP(v2, v6, 32, m32); SWAP(v3, v7, 32, m32);
+            SWAP(v0, v2, 16, m16); SWAP(v1, v3, 16, m16); SWAP(v4, v6, 16, m16); SWAP(v5, v7, 16, m16);
+            SWAP(v0, v1, 8, m8); SWAP(v2, v3, 8, m8); SWAP(v4, v5, 8, m8); SWAP(v6, v7, 8, m8);
+            rows[r] = v0; rows[r + 8] = v1; rows[r + 16] = v2; rows[r + 24] = v3;
+            rows[r + 32] = v4; rows[r + 40] = v5; rows[r + 48] = v6; rows[r + 56] = v7;
+        }
+        int ct = cb / NBLK, b = cb % NBLK;
+        int lanes = b < NFULL ? 64 : TAIL;
+        __m512i *dst = (__m512i *)(act + 1 + ct * HW + b * 64);
+        /* stages 4, 2, 1 on the rows 8g .. 8g + 7: then row p is input position p's slot row */
+        for (int g = 0; g < 8 && g * 8 < lanes; g++) {
+            __m512i *q = rows + 8 * g;
+            __m512i v0 = q[0], v1 = q[1], v2 = q[2], v3 = q[3], v4 = q[4], v5 = q[5], v6 = q[6], v7 = q[7];
+            SWAP(v0, v4, 4, m4); SWAP(v1, v5, 4, m4); SWAP(v2, v6, 4, m4); SWAP(v3, v7, 4, m4);
+            SWAP(v0, v2, 2, m2); SWAP(v1, v3, 2, m2); SWAP(v4, v6, 2, m2); SWAP(v5, v7, 2, m2);
+            SWAP(v0, v1, 1, m1); SWAP(v2, v3, 1, m1); SWAP(v4, v5, 1, m1); SWAP(v6, v7, 1, m1);
+            __m512i out[8] = {v0, v1, v2, v3, v4, v5, v6, v7};
+            int n = lanes - 8 * g < 8 ? lanes - 8 * g : 8;
+            for (int i = 0; i < n; i++) _mm512_store_si512(dst + 8 * g + i, out[i]);
+        }
+    }
+}
+
+/* The class counts from the bit planes that lgn_gates left: per 64-sample word, plane q's bits as
+   bytes (vpmovm2b) select bit q of the count; scores into a class-major buffer, then sample-major. */
+static void decode(const uint64_t *planes, float *out, float tau, int valid, float *scores) {
+    const __m512 vtau = _mm512_set1_ps(tau);
+    for (int c = 0; c < NCLS; c++) {
+        for (int g = 0; g * 64 < valid; g++) {
+            __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+            for (int q = 0; q < NP; q++) {
+                __m512i bytes = _mm512_movm_epi8((__mmask64)planes[(c * NP + q) * 8 + g]);
+                if (q < 8) lo = _mm512_ternarylogic_epi64(lo, bytes, _mm512_set1_epi8((char)(1 << q)), 0xF8);
+                else hi = _mm512_ternarylogic_epi64(hi, bytes, _mm512_set1_epi8((char)(1 << (q - 8))), 0xF8);
+            }
+            float *dst = scores + c * TILE + g * 64;
+#define DECODE_PART(part) do { \
+                __m512i count = _mm512_or_si512( \
+                    _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(lo, part)), \
+                    _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(hi, part)), 8)); \
+                _mm512_store_ps(dst + 16 * (part), _mm512_div_ps(_mm512_cvtepi32_ps(count), vtau)); } while (0)
+            DECODE_PART(0); DECODE_PART(1); DECODE_PART(2); DECODE_PART(3);
+        }
+    }
+    for (int s = 0; s < valid; s++)
+        for (int c = 0; c < NCLS; c++) out[(int64_t)s * NCLS + c] = scores[c * TILE + s];
+}
+
+void lgn_run(const void *xv, int64_t n, float *out, uint64_t *scratch, const void *cut,
+             const uint64_t *enable, float tau) {
+    const xin *x = (const xin *)xv;
+    v8 *act = (v8 *)scratch;
+    uint64_t *masks = scratch + (int64_t)NSLOT * 8;
+    float *scores = (float *)(masks + (int64_t)CT * NBLK * MSTRIDE);
+    uint64_t *planes = (uint64_t *)(scores + NCLS * TILE);
+    xin *pad = (xin *)(planes + (NCLS + 1) * NP * 8);
+    act[0] = (v8){0};
+    int64_t tiles = n / TILE, rest = n % TILE;
+    for (int64_t t = 0; t < tiles; t++) {
+        const xin *tx = x + t * TILE * D;
+        const xin *next = t + 1 < tiles ? tx + TILE * D : tx;
+        encode(tx, act, masks, cut, enable);
+        lgn_gates(scratch, next, planes);
+        decode(planes, out + t * TILE * NCLS, tau, TILE, scores);
+    }
+    if (rest) {
+        memset(pad, 0, sizeof(xin) * TILE * D);
+        memcpy(pad, x + tiles * TILE * D, sizeof(xin) * rest * D);
+        encode(pad, act, masks, cut, enable);
+        lgn_gates(scratch, pad, planes);
+        decode(planes, out + tiles * TILE * NCLS, tau, (int)rest, scores);
+    }
+}
+"""

@@ -13,10 +13,10 @@ compiler builds it in well under a second. Entry point::
 1. encode: per sample, channel-threshold and block of 64 positions one 64-byte compare gives a 64-bit
    mask (``x >= cut`` on uint8, ``x > thr`` on float32, 16 floats a compare); per block the masks of
    the tile's eight 64-sample groups are transposed at once (six swap stages on 512-bit rows), which
-   gives the input slots' rows;
+   gives the input slots' rows; four blocks at a time, so that their masks stay in L1;
 2. ``lgn_gates(act, next tile's input, planes)``: the gates and the head's counters (bit planes);
-3. decode: the planes into per-sample counts and ``count / tau``. A last partial tile runs on a
-   zero-padded copy.
+3. decode: the planes into per-sample counts, and ``count / tau`` from a table made per call (the
+   same float32 division). A last partial tile runs on a zero-padded copy.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def scratch_words(*, num_slots: int, channels: int, thresholds_per_channel: int,
                   input_bytes: int, num_classes: int, group_size: int) -> int:
     """uint64 words of scratch: the slots' rows, the encode masks, a tile's scores, the head's bit
     planes, a padded tile of input."""
-    masks = channels * thresholds_per_channel * _blocks(spatial) * 520
+    masks = 4 * 520  # GROUP blocks of MSTRIDE words
     pad = -(-TILE_SAMPLES * channels * spatial * input_bytes // 64) * 8
-    scores = num_classes * TILE_SAMPLES // 2
+    scores = num_classes * TILE_SAMPLES // 4 + -(-(group_size + 1) // 16) * 8  # count bytes, score table
     planes = (num_classes + 1) * num_planes(group_size) * 8
     return num_slots * 8 + masks + scores + planes + pad
 
@@ -57,7 +57,7 @@ def driver_source(*, num_slots: int, channels: int, thresholds_per_channel: int,
         "NSLOT": num_slots, "CH": channels, "TH": thresholds_per_channel, "HW": spatial,
         "CT": channels * thresholds_per_channel, "NBLK": _blocks(spatial), "NFULL": full, "TAIL": tail,
         "D": channels * spatial, "NCLS": num_classes, "K": group_size, "NP": planes, "TILE": TILE_SAMPLES,
-        "U8": int(u8),
+        "U8": int(u8), "SCORES": -(-(group_size + 1) // 16) * 16,
     }
     head = "\n".join(f"#define {k} {v}" for k, v in defines.items())
     return head + "\n" + _BODY
@@ -106,24 +106,31 @@ static inline uint64_t block_mask(const xin *row, int lanes, const void *cutp, i
     __m512i t_ = _mm512_and_si512(_mm512_xor_si512(_mm512_srli_epi64(lo, j), hi), m); \
     lo = _mm512_xor_si512(lo, _mm512_slli_epi64(t_, j)); hi = _mm512_xor_si512(hi, t_); } while (0)
 
+/* Blocks are done GROUP at a time, so that their masks (GROUP x 4 KB) stay in the L1 cache between
+   the compares and the transpose; each pass reads its own 64-position columns of the tile's rows. */
+#define GROUP 4
+#define AHEAD 16
+
 static void encode(const xin *x, v8 *act, uint64_t *masks, const void *cut, const uint64_t *enable) {
-    for (int s = 0; s < TILE; s++) {
-        const xin *row = x + (int64_t)s * D;
-        uint64_t *m = masks + (s & 63) * 8 + (s >> 6);
-        for (int ct = 0; ct < CT; ct++) {
-            const xin *ch = row + (ct / TH) * HW;
-            uint64_t en = enable[ct];
-            for (int b = 0; b < NBLK; b++) {
-                int lanes = b < NFULL ? 64 : TAIL;
-                m[(ct * NBLK + b) * MSTRIDE] = block_mask(ch + b * 64, lanes, cut, ct) & en;
-            }
-        }
-    }
     const __m512i m32 = _mm512_set1_epi64(0x00000000FFFFFFFFll), m16 = _mm512_set1_epi64(0x0000FFFF0000FFFFll),
                   m8 = _mm512_set1_epi64(0x00FF00FF00FF00FFll), m4 = _mm512_set1_epi64(0x0F0F0F0F0F0F0F0Fll),
                   m2 = _mm512_set1_epi64(0x3333333333333333ll), m1 = _mm512_set1_epi64(0x5555555555555555ll);
-    for (int cb = 0; cb < CT * NBLK; cb++) {
-        __m512i *rows = (__m512i *)(masks + cb * MSTRIDE);
+    for (int ct = 0; ct < CT; ct++)
+    for (int b0 = 0; b0 < NBLK; b0 += GROUP) {
+    int nb = NBLK - b0 < GROUP ? NBLK - b0 : GROUP;
+    uint64_t en = enable[ct];
+    for (int s = 0; s < TILE; s++) {
+        const xin *ch = x + (int64_t)s * D + (ct / TH) * HW + b0 * 64;
+        uint64_t *m = masks + (s & 63) * 8 + (s >> 6);
+        for (int bi = 0; bi < nb; bi++) {
+            int lanes = b0 + bi < NFULL ? 64 : TAIL;
+            _mm_prefetch((const char *)(ch + AHEAD * D + bi * 64), _MM_HINT_T0);  /* the row AHEAD samples on */
+            m[bi * MSTRIDE] = block_mask(ch + bi * 64, lanes, cut, ct) & en;
+        }
+    }
+    for (int bi = 0; bi < nb; bi++) {
+        int cb = ct * NBLK + b0 + bi;
+        __m512i *rows = (__m512i *)(masks + bi * MSTRIDE);
         /* stages 32, 16, 8 on the row sets r, r + 8, ..., r + 56 */
         for (int r = 0; r < 8; r++) {
             __m512i v0 = rows[r], v1 = rows[r + 8], v2 = rows[r + 16], v3 = rows[r + 24],
@@ -134,7 +141,7 @@ static void encode(const xin *x, v8 *act, uint64_t *masks, const void *cut, cons
             rows[r] = v0; rows[r + 8] = v1; rows[r + 16] = v2; rows[r + 24] = v3;
             rows[r + 32] = v4; rows[r + 40] = v5; rows[r + 48] = v6; rows[r + 56] = v7;
         }
-        int ct = cb / NBLK, b = cb % NBLK;
+        int b = cb % NBLK;
         int lanes = b < NFULL ? 64 : TAIL;
         __m512i *dst = (__m512i *)(act + 1 + ct * HW + b * 64);
         /* stages 4, 2, 1 on the rows 8g .. 8g + 7: then row p is input position p's slot row */
@@ -149,12 +156,13 @@ static void encode(const xin *x, v8 *act, uint64_t *masks, const void *cut, cons
             for (int i = 0; i < n; i++) _mm512_store_si512(dst + 8 * g + i, out[i]);
         }
     }
+    }
 }
 
 /* The class counts from the bit planes that lgn_gates left: per 64-sample word, plane q's bits as
-   bytes (vpmovm2b) select bit q of the count; scores into a class-major buffer, then sample-major. */
-static void decode(const uint64_t *planes, float *out, float tau, int valid, float *scores) {
-    const __m512 vtau = _mm512_set1_ps(tau);
+   bytes (vpmovm2b) select bit q of the count (low and high byte apart); then, sample-major, the
+   score of each count from a table of count / tau (the same float division, done once per count). */
+static void decode(const uint64_t *planes, float *out, const float *score_of, int valid, uint8_t *lo_hi) {
     for (int c = 0; c < NCLS; c++) {
         for (int g = 0; g * 64 < valid; g++) {
             __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
@@ -163,17 +171,13 @@ static void decode(const uint64_t *planes, float *out, float tau, int valid, flo
                 if (q < 8) lo = _mm512_ternarylogic_epi64(lo, bytes, _mm512_set1_epi8((char)(1 << q)), 0xF8);
                 else hi = _mm512_ternarylogic_epi64(hi, bytes, _mm512_set1_epi8((char)(1 << (q - 8))), 0xF8);
             }
-            float *dst = scores + c * TILE + g * 64;
-#define DECODE_PART(part) do { \
-                __m512i count = _mm512_or_si512( \
-                    _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(lo, part)), \
-                    _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(hi, part)), 8)); \
-                _mm512_store_ps(dst + 16 * (part), _mm512_div_ps(_mm512_cvtepi32_ps(count), vtau)); } while (0)
-            DECODE_PART(0); DECODE_PART(1); DECODE_PART(2); DECODE_PART(3);
+            _mm512_store_si512(lo_hi + (2 * c) * TILE + g * 64, lo);
+            _mm512_store_si512(lo_hi + (2 * c + 1) * TILE + g * 64, hi);
         }
     }
     for (int s = 0; s < valid; s++)
-        for (int c = 0; c < NCLS; c++) out[(int64_t)s * NCLS + c] = scores[c * TILE + s];
+        for (int c = 0; c < NCLS; c++)
+            out[(int64_t)s * NCLS + c] = score_of[lo_hi[2 * c * TILE + s] | (lo_hi[(2 * c + 1) * TILE + s] << 8)];
 }
 
 void lgn_run(const void *xv, int64_t n, float *out, uint64_t *scratch, const void *cut,
@@ -181,24 +185,26 @@ void lgn_run(const void *xv, int64_t n, float *out, uint64_t *scratch, const voi
     const xin *x = (const xin *)xv;
     v8 *act = (v8 *)scratch;
     uint64_t *masks = scratch + (int64_t)NSLOT * 8;
-    float *scores = (float *)(masks + (int64_t)CT * NBLK * MSTRIDE);
-    uint64_t *planes = (uint64_t *)(scores + NCLS * TILE);
+    uint8_t *lo_hi = (uint8_t *)(masks + (int64_t)GROUP * MSTRIDE);
+    float *score_of = (float *)(lo_hi + 2 * NCLS * TILE);
+    uint64_t *planes = (uint64_t *)(score_of + SCORES);
     xin *pad = (xin *)(planes + (NCLS + 1) * NP * 8);
     act[0] = (v8){0};
+    for (int i = 0; i <= K; i++) score_of[i] = (float)i / tau;
     int64_t tiles = n / TILE, rest = n % TILE;
     for (int64_t t = 0; t < tiles; t++) {
         const xin *tx = x + t * TILE * D;
         const xin *next = t + 1 < tiles ? tx + TILE * D : tx;
         encode(tx, act, masks, cut, enable);
         lgn_gates(scratch, next, planes);
-        decode(planes, out + t * TILE * NCLS, tau, TILE, scores);
+        decode(planes, out + t * TILE * NCLS, score_of, TILE, lo_hi);
     }
     if (rest) {
         memset(pad, 0, sizeof(xin) * TILE * D);
         memcpy(pad, x + tiles * TILE * D, sizeof(xin) * rest * D);
         encode(pad, act, masks, cut, enable);
         lgn_gates(scratch, pad, planes);
-        decode(planes, out + tiles * TILE * NCLS, tau, (int)rest, scores);
+        decode(planes, out + tiles * TILE * NCLS, score_of, (int)rest, lo_hi);
     }
 }
 """

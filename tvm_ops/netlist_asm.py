@@ -2,8 +2,8 @@
 code, one ``vpternlogq`` per cluster, one 512-bit load per memory operand and one store per root.
 
 The function (System V ABI) is ``void NAME(uint64_t *act, const uint8_t *next, uint64_t *planes)``:
-``act`` holds one 512-sample row (64 bytes) per slot, ``next`` is the next tile's raw input, prefetched
-a few lines per root so that its reads overlap the gate work (prefetches never fault). After the
+``act`` holds one 512-sample row (64 bytes) per slot, ``next`` is the next tile's raw input, which
+can be prefetched a few lines per root (``prefetch_bytes``; prefetches never fault). After the
 roots, the head counts each class's outputs into bit planes, ``planes[(c * num_planes + q) * 8 ..]``
 (row ``q``: bit ``q`` of the count of class ``c``; then ``num_planes`` rows of scratch): a binary
 counter of carry-save adders (two ``vpternlogq`` each, output negations folded into their tables),

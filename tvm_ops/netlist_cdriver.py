@@ -118,14 +118,23 @@ static void encode(const xin *x, v8 *act, uint64_t *masks, const void *cut, cons
     for (int ct = 0; ct < CT; ct++)
     for (int b0 = 0; b0 < NBLK; b0 += GROUP) {
     int nb = NBLK - b0 < GROUP ? NBLK - b0 : GROUP;
-    uint64_t en = enable[ct];
+    const __m512i en = _mm512_set1_epi64((long long)enable[ct]);  /* 0 where a threshold is never passed */
+#if U8
+    const __m512i vcut = _mm512_set1_epi8((char)((const uint8_t *)cut)[ct]);
+#endif
     for (int s = 0; s < TILE; s++) {
         const xin *ch = x + (int64_t)s * D + (ct / TH) * HW + b0 * 64;
         uint64_t *m = masks + (s & 63) * 8 + (s >> 6);
         for (int bi = 0; bi < nb; bi++) {
-            int lanes = b0 + bi < NFULL ? 64 : TAIL;
             _mm_prefetch((const char *)(ch + AHEAD * D + bi * 64), _MM_HINT_T0);  /* the row AHEAD samples on */
-            m[bi * MSTRIDE] = block_mask(ch + bi * 64, lanes, cut, ct) & en;
+#if U8
+            if (b0 + bi < NFULL) {  /* a full block: one compare, the mask register straight to memory */
+                __m512i v = _mm512_loadu_si512(ch + bi * 64);
+                _store_mask64((__mmask64 *)&m[bi * MSTRIDE], _mm512_cmpge_epu8_mask(v, vcut));
+                continue;
+            }
+#endif
+            m[bi * MSTRIDE] = block_mask(ch + bi * 64, b0 + bi < NFULL ? 64 : TAIL, cut, ct);
         }
     }
     for (int bi = 0; bi < nb; bi++) {
@@ -153,7 +162,7 @@ static void encode(const xin *x, v8 *act, uint64_t *masks, const void *cut, cons
             SWAP(v0, v1, 1, m1); SWAP(v2, v3, 1, m1); SWAP(v4, v5, 1, m1); SWAP(v6, v7, 1, m1);
             __m512i out[8] = {v0, v1, v2, v3, v4, v5, v6, v7};
             int n = lanes - 8 * g < 8 ? lanes - 8 * g : 8;
-            for (int i = 0; i < n; i++) _mm512_store_si512(dst + 8 * g + i, out[i]);
+            for (int i = 0; i < n; i++) _mm512_store_si512(dst + 8 * g + i, _mm512_and_si512(out[i], en));
         }
     }
     }

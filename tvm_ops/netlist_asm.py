@@ -52,7 +52,7 @@ def _parity(a: int, b: int, c: int) -> int:
 
 
 def gates_assembly(program: FusedProgram, *, name: str, num_planes: int, prefetch_bytes: int = 0,
-                   code_prefetch_every: int = 8, code_prefetch_ahead: int = 64) -> str:
+                   code_prefetch_every: int = 16, code_prefetch_ahead: int = 32) -> str:
     """GNU assembler source (Intel syntax) of the program's gates and head counter as the function
     ``name``; ``num_planes``: bits of a class count; ``prefetch_bytes``: bytes of the next tile's input
     to prefetch, spread over the roots."""

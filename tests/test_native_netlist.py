@@ -112,6 +112,19 @@ def test_encoder_tails_and_threshold_edges(input_shape):
 
 
 @needs_native
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threads_split_tiles_bit_exact(threads, random_netlist):
+    net = random_netlist(**CASES["skip_rgb_T3"])
+    cn = tvm_ops.compile_netlist_native(net, threads=threads)
+    rng = np.random.default_rng(threads)
+    for batch in (1, 3 * 512, 5 * 512 + 77):
+        x = rng.integers(0, 256, (batch,) + net.encoding.input_shape, dtype=np.uint8)
+        assert np.array_equal(cn(x), net.evaluate(x))
+    with pytest.raises(ValueError, match="threads"):
+        tvm_ops.compile_netlist_native(net, threads=0)
+
+
+@needs_native
 def test_build_is_cached_and_written_atomically(tmp_path, monkeypatch, random_netlist):
     monkeypatch.setenv("LGN_NATIVE_CACHE", str(tmp_path / "cache"))
     net = random_netlist(**CASES["small_group"])

@@ -119,11 +119,11 @@ class NativeNetlist:
 
     Inputs as for :class:`~tvm_ops.CompiledNetlist` (uint8 or floats in the input domain); outputs equal
     ``netlist.evaluate(x)`` bit for bit, :meth:`counts` equals ``netlist.evaluate_bits(netlist.encode(x))``.
-    Calls are serialised by a lock (one scratch); one thread.
+    Calls are serialised by a lock; ``threads`` workers split a call's tiles (each has its own scratch).
     """
 
     def __init__(self, *, program: FusedProgram, input_shape: tuple, thresholds: np.ndarray, tau: float,
-                 input_domain: str, num_classes: int, group_size: int, stats: dict) -> None:
+                 input_domain: str, num_classes: int, group_size: int, stats: dict, threads: int = 1) -> None:
         self.program = program
         self.input_shape = tuple(int(s) for s in input_shape)
         self.input_domain = check_domain(input_domain)
@@ -139,7 +139,9 @@ class NativeNetlist:
                      "float32": self.thresholds.reshape(-1).copy()}
         self._enable = {"uint8": np.where(cuts < 256, _ALL_ONES, np.uint64(0)).astype(np.uint64),
                         "float32": np.full(cuts.size, _ALL_ONES, dtype=np.uint64)}
-        self._scratch: dict = {}
+        self._scratch: dict = {}  # input dtype -> one scratch per worker
+        self.threads = int(threads)
+        self._pool = None
         self._tau32 = ctypes.c_float(np.float32(self.tau))
 
     @property
@@ -169,7 +171,7 @@ class NativeNetlist:
             self._libraries[input_dtype] = lib
             words = scratch_words(num_slots=self.program.num_slots, input_bytes=4 if input_dtype == "float32" else 1,
                                   num_classes=self.num_classes, group_size=self.group_size, **shape)
-            self._scratch[input_dtype] = _aligned_zeros(words)
+            self._scratch[input_dtype] = [_aligned_zeros(words) for _ in range(self.threads)]
         return lib
 
     def _prepare(self, x: Any) -> np.ndarray:
@@ -179,15 +181,34 @@ class NativeNetlist:
             x = x.detach().contiguous().numpy()
         return check_input(x, self.input_shape, domain=self.input_domain)
 
+    def _run(self, dtype: str, x: np.ndarray, out: np.ndarray, worker: int) -> None:
+        scratch = self._scratch[dtype][worker]
+        self._libraries[dtype].lgn_run(x.ctypes.data, x.shape[0], out.ctypes.data, scratch.ctypes.data,
+                                       self._cut[dtype].ctypes.data, self._enable[dtype].ctypes.data, self._tau32)
+
     def __call__(self, x: Any) -> np.ndarray:
         """Float32 class scores (B, num_classes) = counts / tau, as ``netlist.evaluate``."""
         x = self._prepare(x)
         dtype = "uint8" if x.dtype == np.uint8 else "float32"
-        out = np.empty((x.shape[0], self.num_classes), dtype=np.float32)
+        batch = x.shape[0]
+        out = np.empty((batch, self.num_classes), dtype=np.float32)
         with self._lock:
-            lib = self.library(dtype)
-            lib.lgn_run(x.ctypes.data, x.shape[0], out.ctypes.data, self._scratch[dtype].ctypes.data,
-                        self._cut[dtype].ctypes.data, self._enable[dtype].ctypes.data, self._tau32)
+            self.library(dtype)
+            tiles = -(-batch // TILE_SAMPLES)
+            workers = max(1, min(self.threads, tiles // 2))  # a worker gets two tiles at least
+            if workers == 1:
+                self._run(dtype, x, out, 0)
+                return out
+            # Whole tiles per worker; ctypes releases the GIL during each call, so the calls run at once.
+            per = -(-tiles // workers) * TILE_SAMPLES
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="lgn-native")
+            jobs = [self._pool.submit(self._run, dtype, x[start:start + per], out[start:start + per], worker)
+                    for worker, start in enumerate(range(0, batch, per))]
+            for job in jobs:
+                job.result()
         return out
 
     def counts(self, x: Any) -> np.ndarray:
@@ -204,12 +225,16 @@ class NativeNetlist:
                 f"stored={self.stats.get('roots')}, classes={self.num_classes}, tile={TILE_SAMPLES} samples)")
 
 
-def compile_netlist_native(netlist: Any, *, input_dtype: str = "uint8", simplify: bool = True) -> NativeNetlist:
+def compile_netlist_native(netlist: Any, *, input_dtype: str = "uint8", simplify: bool = True,
+                           threads: int = 1) -> NativeNetlist:
     """Compile ``netlist`` (an lgn_nas Netlist or its ``arrays()`` view, as for
     :func:`~tvm_ops.compile_netlist`) to native code; ``input_dtype``: the library built now (the
-    other on first use). Raises :class:`NativeUnavailable` (one line) where this cannot run."""
+    other on first use); ``threads``: workers that split a call's tiles. Raises
+    :class:`NativeUnavailable` (one line) where this cannot run."""
     if input_dtype not in ("uint8", "float32"):
         raise ValueError(f"input_dtype = {input_dtype!r}, expected 'uint8' or 'float32'")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads = {threads!r}, expected a positive int")
     why = native_available()
     if why:
         raise NativeUnavailable(why)
@@ -224,6 +249,6 @@ def compile_netlist_native(netlist: Any, *, input_dtype: str = "uint8", simplify
     stats["native_slots"] = program.num_slots
     compiled = NativeNetlist(program=program, input_shape=arrays.input_shape, thresholds=arrays.thresholds,
                              tau=arrays.tau, input_domain=arrays.input_domain, num_classes=arrays.num_classes,
-                             group_size=arrays.group_size, stats=stats)
+                             group_size=arrays.group_size, stats=stats, threads=int(threads))
     compiled.library(input_dtype)
     return compiled

@@ -1,4 +1,4 @@
-"""C source of the native netlist backend's driver: encode, head and the tile loop (AVX-512).
+"""C source of the native netlist backend's driver: encode, decode and the tile loop (AVX-512).
 
 The gates are the assembly of :mod:`tvm_ops.netlist_asm` (``lgn_gates``); this C is the same for
 every net of one shape (input layout and dtype, classes, outputs per class), and small, so the system
@@ -51,6 +51,8 @@ def driver_source(*, num_slots: int, channels: int, thresholds_per_channel: int,
     if input_dtype not in ("uint8", "float32"):
         raise ValueError(f"input_dtype = {input_dtype!r}, expected 'uint8' or 'float32'")
     planes = num_planes(group_size)
+    if planes > 16:
+        raise ValueError(f"group size {group_size} is over 65,535 outputs per class, the most the native decode counts")
     full, tail = spatial // 64, spatial % 64
     u8 = input_dtype == "uint8"
     defines = {

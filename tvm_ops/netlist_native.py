@@ -242,6 +242,9 @@ def compile_netlist_native(netlist: Any, *, input_dtype: str = "uint8", simplify
         simplified = netlist.simplify()
         netlist = simplified[0] if isinstance(simplified, tuple) else simplified
     arrays = netlist_arrays(netlist)
+    if arrays.group_size > 65535:
+        raise ValueError(f"group size {arrays.group_size} is over 65,535 outputs per class, the most the native "
+                         "backend counts; use compile_netlist (TVM)")
     plan = make_plan(arrays, head="outputs")
     program = fuse_plan(plan)
     stats = dict(plan.stats)

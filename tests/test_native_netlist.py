@@ -112,6 +112,24 @@ def test_encoder_tails_and_threshold_edges(input_shape):
 
 
 @needs_native
+def test_real_domain_float_input():
+    """Raw inputs in the "real" domain (any finite floats, thresholds outside [0, 1]); uint8 refused."""
+    rng = np.random.default_rng(21)
+    thr = np.sort(rng.normal(0, 3, (2, 4)).astype(np.float32), axis=1)
+    builder = NetlistBuilder(Encoding("thermometer", (2, 40), thr, domain="real"))
+    prev = builder.input_ids().ravel()
+    for width in (300, 120):
+        prev = builder.add_layer(rng.integers(0, 16, width), rng.choice(prev, width), rng.choice(prev, width))
+    net = builder.build(prev, num_classes=3, tau=2.0)
+    cn = tvm_ops.compile_netlist_native(net)
+    x = rng.normal(0, 4, (700, 2, 40)).astype(np.float32)
+    x[0, 0, :4] = thr[0]  # exactly at the thresholds
+    assert np.array_equal(cn(x), net.evaluate(x))
+    with pytest.raises(ValueError, match="dtype uint8"):
+        cn(np.zeros((3, 2, 40), np.uint8))
+
+
+@needs_native
 @pytest.mark.parametrize("threads", [2, 3])
 def test_threads_split_tiles_bit_exact(threads, random_netlist):
     net = random_netlist(**CASES["skip_rgb_T3"])

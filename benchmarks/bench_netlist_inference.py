@@ -11,6 +11,8 @@ Rows, all in one run, one thread each (``--threads`` adds multi-thread rows for 
 - ``lgn-nas native``: ``tvm_ops.compile_netlist_native`` (net-specialised AVX-512 code built by the
   system C compiler, one thread), called the same way; skipped with a note where it cannot run
   (``--no-native`` leaves it out). Its compile time is a cold build (a private cache directory).
+  ``lgn-nas native, pre-packed bits``: the same code on input bits packed beforehand (64 samples a
+  word, ``NativeNetlist.scores_packed``), not timed, as the peers get them (``--no-packed`` leaves it out).
 - ``difflogic``: the real ``difflogic.CompiledLogicNet`` (its public repository, branch main-cpu),
   gcc ``-O{--peer-opt}`` (its default -O1), 64-sample words, through its own code path: C that packs
   the bits and sums the groups, called on the encoded bool input (encoding not timed, in its favour).
@@ -60,6 +62,7 @@ sys.path.insert(0, str(ROOT.parent))  # benchmark this checkout, not an installe
 from lgn_nas.netlist import Encoding, NetlistBuilder  # noqa: E402
 PEERS = ("difflogic", "torchlogix")
 NATIVE = "lgn-nas native AVX-512 (1 thr)"
+NATIVE_PACKED = "lgn-nas native, pre-packed bits (1 thr)"
 
 
 # ---------------------------------------------------------------------------------------------- nets
@@ -299,6 +302,14 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
             assert np.array_equal(native.counts(images[:1024]), reference), "lgn-nas native disagrees with the reference"
             rows[NATIVE] = {"compile": seconds, "rate": {},
                             "note": f"{native.stats['roots']} stored roots, {native.stats['clusters']} 3-input ops"}
+            if args.packed:
+                from lgn_nas.netlist.evaluate import pack_bits
+
+                packed_all = pack_bits(net.encode(images))  # (inputs, words): as the peers, not timed
+                first = np.ascontiguousarray(packed_all[:, :16])
+                assert np.array_equal(native.scores_packed(first, 1024), native(images[:1024])), \
+                    "lgn-nas native on packed bits disagrees with it on images"
+                rows[NATIVE_PACKED] = {"compile": seconds, "rate": {}}
 
     peers: list[Peer] = []
     wanted = [p for p in args.peers.split(",") if p]
@@ -341,6 +352,7 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
     for batch in batches:
         x = images[:batch]
         words = counts = None
+        packed = np.ascontiguousarray(packed_all[:, : -(-batch // 64)]) if NATIVE_PACKED in rows else None
         if export is not None:
             words = np.ascontiguousarray(pack_bits(net.encode(x)).T)
             counts = np.zeros((batch, net.num_classes), dtype=np.uint32)
@@ -355,6 +367,10 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
                 rate = batch / time_call(lambda: native(x), args.seconds)
                 rows[NATIVE]["rate"][batch] = max(rows[NATIVE]["rate"].get(batch, 0), rate)
                 base[NATIVE] = rate
+            if packed is not None:
+                rate = batch / time_call(lambda: native.scores_packed(packed, batch), args.seconds)
+                rows[NATIVE_PACKED]["rate"][batch] = max(rows[NATIVE_PACKED]["rate"].get(batch, 0), rate)
+                base[NATIVE_PACKED] = rate
             for peer in list(peers):
                 if batch > args.peer_max_batch:
                     continue
@@ -373,8 +389,9 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
                 rate = batch / got["best"]
                 rows[peer.label]["rate"][batch] = max(rows[peer.label]["rate"].get(batch, 0), rate)
                 ratios.setdefault((f"lgn-nas TVM ({min(ours)} thr)", peer.label), {}).setdefault(batch, []).append(base[min(ours)] / rate)
-                if NATIVE in base:
-                    ratios.setdefault((NATIVE, peer.label), {}).setdefault(batch, []).append(base[NATIVE] / rate)
+                for mine in (NATIVE, NATIVE_PACKED):
+                    if mine in base:
+                        ratios.setdefault((mine, peer.label), {}).setdefault(batch, []).append(base[mine] / rate)
             if NATIVE in base:
                 ratios.setdefault((NATIVE, f"lgn-nas TVM ({min(ours)} thr)"), {}).setdefault(batch, []).append(
                     base[NATIVE] / base[min(ours)])
@@ -431,6 +448,8 @@ def main(argv=None) -> None:
     parser.add_argument("--c-export", action="store_true", help="also time lgn-nas's C export")
     parser.add_argument("--no-native", dest="native", action="store_false",
                         help="leave out the native (AVX-512, system compiler) backend")
+    parser.add_argument("--no-packed", dest="packed", action="store_false",
+                        help="leave out the native backend's pre-packed-bits row")
     parser.add_argument("--big-gates", type=int, default=1_000_000,
                         help="gates of the random net whose compile time is measured (0: skip)")
     args = parser.parse_args(argv)

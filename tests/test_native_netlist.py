@@ -112,6 +112,24 @@ def test_encoder_tails_and_threshold_edges(input_shape):
 
 
 @needs_native
+@pytest.mark.parametrize("name", ["mnist_layered", "skip_rgb_T3", "chain"])
+def test_pre_packed_bits(name, native):
+    net, cn = native(name)
+    rng = np.random.default_rng(8)
+    for batch in (1, 64, 700, 1024):
+        bits = rng.random((batch, net.num_inputs)) < 0.5
+        words = pack_bits(bits)
+        want = net.evaluate_bits(bits)
+        assert np.array_equal(np.rint(cn.scores_packed(words, batch) * np.float32(net.tau)), want)
+        wide = np.concatenate([words, rng.integers(0, 2**63, (words.shape[0], 9), dtype=np.uint64)], axis=1)
+        assert np.array_equal(np.rint(cn.scores_packed(wide, batch) * np.float32(net.tau)), want)  # extra words ignored
+    with pytest.raises(ValueError, match="expected at least num_samples"):
+        cn.scores_packed(words, batch + 64)
+    with pytest.raises(ValueError, match="uint64"):
+        cn.scores_packed(words.astype(np.int64), batch)
+
+
+@needs_native
 def test_real_domain_float_input():
     """Raw inputs in the "real" domain (any finite floats, thresholds outside [0, 1]); uint8 refused."""
     rng = np.random.default_rng(21)

@@ -8,7 +8,9 @@ compiler builds it in well under a second. Entry point::
                  const uint64_t *enable, float tau);
 
 ``x``: n raw samples (uint8, or float32 for the float kernel), ``out``: (n, classes) float32
-``count / tau``; ``scratch``: :func:`scratch_words` uint64, 64-byte aligned. Per tile of 512 samples:
+``count / tau``; ``scratch``: :func:`scratch_words` uint64, 64-byte aligned. ``lgn_run_packed(bits,
+words, n, out, scratch, tau)`` takes pre-packed input bits instead (uint64 (inputs, words), as
+``lgn_nas.netlist.evaluate.pack_bits`` gives them) and skips the encode. Per tile of 512 samples:
 
 1. encode: per sample, channel-threshold and block of 64 positions one 64-byte compare gives a 64-bit
    mask (``x >= cut`` on uint8, ``x > thr`` on float32, 16 floats a compare); per block the masks of
@@ -59,7 +61,7 @@ def driver_source(*, num_slots: int, channels: int, thresholds_per_channel: int,
         "NSLOT": num_slots, "CH": channels, "TH": thresholds_per_channel, "HW": spatial,
         "CT": channels * thresholds_per_channel, "NBLK": _blocks(spatial), "NFULL": full, "TAIL": tail,
         "D": channels * spatial, "NCLS": num_classes, "K": group_size, "NP": planes, "TILE": TILE_SAMPLES,
-        "U8": int(u8), "SCORES": -(-(group_size + 1) // 16) * 16,
+        "NI": channels * thresholds_per_channel * spatial, "U8": int(u8), "SCORES": -(-(group_size + 1) // 16) * 16,
     }
     head = "\n".join(f"#define {k} {v}" for k, v in defines.items())
     return head + "\n" + _BODY
@@ -192,6 +194,30 @@ static void decode(const uint64_t *planes, float *out, const float *score_of, in
     for (int s = 0; s < valid; s++)
         for (int c = 0; c < NCLS; c++)
             out[(int64_t)s * NCLS + c] = score_of[lo_hi[2 * c * TILE + s] | (lo_hi[(2 * c + 1) * TILE + s] << 8)];
+}
+
+/* Pre-packed input: bits[i * words + w] holds input i of samples 64 w .. 64 w + 63 (bit j: sample
+   64 w + j); a tile's eight words of an input are its slot row. Words past the end read as zeros. */
+void lgn_run_packed(const uint64_t *bits, int64_t words, int64_t n, float *out, uint64_t *scratch, float tau) {
+    v8 *act = (v8 *)scratch;
+    uint64_t *masks = scratch + (int64_t)NSLOT * 8;
+    uint8_t *lo_hi = (uint8_t *)(masks + (int64_t)GROUP * MSTRIDE);
+    float *score_of = (float *)(lo_hi + 2 * NCLS * TILE);
+    uint64_t *planes = (uint64_t *)(score_of + SCORES);
+    act[0] = (v8){0};
+    for (int i = 0; i <= K; i += 16)
+        _mm512_store_ps(score_of + i, _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(i),
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0))), _mm512_set1_ps(tau)));
+    int64_t tiles = (n + TILE - 1) / TILE;
+    for (int64_t t = 0; t < tiles; t++) {
+        int64_t w0 = t * 8, left = words - w0;
+        __mmask8 live = left >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << left) - 1);
+        for (int i = 0; i < NI; i++)
+            _mm512_store_si512(act + 1 + i, _mm512_maskz_loadu_epi64(live, bits + (int64_t)i * words + w0));
+        lgn_gates(scratch, bits, planes);
+        int64_t valid = n - t * TILE < TILE ? n - t * TILE : TILE;
+        decode(planes, out + t * TILE * NCLS, score_of, (int)valid, lo_hi);
+    }
 }
 
 void lgn_run(const void *xv, int64_t n, float *out, uint64_t *scratch, const void *cut,

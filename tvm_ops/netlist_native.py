@@ -168,6 +168,9 @@ class NativeNetlist:
             lib.lgn_run.restype = None
             lib.lgn_run.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float]
+            lib.lgn_run_packed.restype = None
+            lib.lgn_run_packed.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                                           ctypes.c_void_p, ctypes.c_float]
             self._libraries[input_dtype] = lib
             words = scratch_words(num_slots=self.program.num_slots, input_bytes=4 if input_dtype == "float32" else 1,
                                   num_classes=self.num_classes, group_size=self.group_size, **shape)
@@ -209,6 +212,27 @@ class NativeNetlist:
                     for worker, start in enumerate(range(0, batch, per))]
             for job in jobs:
                 job.result()
+        return out
+
+    def scores_packed(self, bits: Any, num_samples: int) -> np.ndarray:
+        """Float32 scores (num_samples, num_classes) from pre-packed input bits: uint64 (num_inputs, W)
+        with sample ``j`` in bit ``j % 64`` of word ``j // 64`` (``lgn_nas.netlist.evaluate.pack_bits``),
+        ``W >= ceil(num_samples / 64)``; equals ``netlist.evaluate_bits(bits) / tau``. One thread."""
+        bits = np.asarray(bits)
+        n_in = self.program.num_inputs
+        if bits.dtype != np.uint64 or bits.ndim != 2 or bits.shape[0] != n_in:
+            raise InputError(f"packed bits have shape {bits.shape} and dtype {bits.dtype}, expected ({n_in}, W) uint64")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+            raise InputError(f"num_samples = {num_samples!r}, expected a positive int")
+        if bits.shape[1] * 64 < num_samples:
+            raise InputError(f"packed bits hold {bits.shape[1] * 64} samples ({bits.shape[1]} words), "
+                             f"expected at least num_samples = {num_samples}")
+        bits = np.ascontiguousarray(bits)
+        out = np.empty((int(num_samples), self.num_classes), dtype=np.float32)
+        with self._lock:
+            lib = self.library("uint8")
+            lib.lgn_run_packed(bits.ctypes.data, bits.shape[1], int(num_samples), out.ctypes.data,
+                               self._scratch["uint8"][0].ctypes.data, self._tau32)
         return out
 
     def counts(self, x: Any) -> np.ndarray:

@@ -8,6 +8,11 @@ Rows, all in one run, one thread each (``--threads`` adds multi-thread rows for 
 
 - ``lgn-nas TVM``: ``tvm_ops.compile_netlist`` called on raw uint8 images (B, 1, 28, 28): encoding,
   gates and GroupSum all timed (it simplifies the netlist itself; compile time includes that).
+- ``lgn-nas native``: ``tvm_ops.compile_netlist_native`` (net-specialised AVX-512 code built by the
+  system C compiler, one thread), called the same way; skipped with a note where it cannot run
+  (``--no-native`` leaves it out). Its compile time is a cold build (a private cache directory).
+  ``lgn-nas native, pre-packed bits``: the same code on input bits packed beforehand (64 samples a
+  word, ``NativeNetlist.scores_packed``), not timed, as the peers get them (``--no-packed`` leaves it out).
 - ``difflogic``: the real ``difflogic.CompiledLogicNet`` (its public repository, branch main-cpu),
   gcc ``-O{--peer-opt}`` (its default -O1), 64-sample words, through its own code path: C that packs
   the bits and sums the groups, called on the encoded bool input (encoding not timed, in its favour).
@@ -56,6 +61,8 @@ sys.path.insert(0, str(ROOT.parent))  # benchmark this checkout, not an installe
 
 from lgn_nas.netlist import Encoding, NetlistBuilder  # noqa: E402
 PEERS = ("difflogic", "torchlogix")
+NATIVE = "lgn-nas native AVX-512 (1 thr)"
+NATIVE_PACKED = "lgn-nas native, pre-packed bits (1 thr)"
 
 
 # ---------------------------------------------------------------------------------------------- nets
@@ -283,6 +290,26 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
         ours[threads] = compiled
         rows[label] = {"compile": seconds, "rate": {}}
     stats = ours[min(ours)].stats
+    native = None
+    if args.native:
+        why = tvm_ops.native_available()
+        if why:
+            notes.append(f"skipped lgn-nas native: {why}")
+        else:
+            start = time.perf_counter()
+            native = tvm_ops.compile_netlist_native(net)
+            seconds = time.perf_counter() - start
+            assert np.array_equal(native.counts(images[:1024]), reference), "lgn-nas native disagrees with the reference"
+            rows[NATIVE] = {"compile": seconds, "rate": {},
+                            "note": f"{native.stats['roots']} stored roots, {native.stats['clusters']} 3-input ops"}
+            if args.packed:
+                from lgn_nas.netlist.evaluate import pack_bits
+
+                packed_all = pack_bits(net.encode(images))  # (inputs, words): as the peers, not timed
+                first = np.ascontiguousarray(packed_all[:, :16])
+                assert np.array_equal(native.scores_packed(first, 1024), native(images[:1024])), \
+                    "lgn-nas native on packed bits disagrees with it on images"
+                rows[NATIVE_PACKED] = {"compile": seconds, "rate": {}}
 
     peers: list[Peer] = []
     wanted = [p for p in args.peers.split(",") if p]
@@ -325,6 +352,7 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
     for batch in batches:
         x = images[:batch]
         words = counts = None
+        packed = np.ascontiguousarray(packed_all[:, : -(-batch // 64)]) if NATIVE_PACKED in rows else None
         if export is not None:
             words = np.ascontiguousarray(pack_bits(net.encode(x)).T)
             counts = np.zeros((batch, net.num_classes), dtype=np.uint32)
@@ -335,6 +363,14 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
                 label = f"lgn-nas TVM ({threads} thr)"
                 rows[label]["rate"][batch] = max(rows[label]["rate"].get(batch, 0), rate)
                 base[threads] = rate
+            if native is not None:
+                rate = batch / time_call(lambda: native(x), args.seconds)
+                rows[NATIVE]["rate"][batch] = max(rows[NATIVE]["rate"].get(batch, 0), rate)
+                base[NATIVE] = rate
+            if packed is not None:
+                rate = batch / time_call(lambda: native.scores_packed(packed, batch), args.seconds)
+                rows[NATIVE_PACKED]["rate"][batch] = max(rows[NATIVE_PACKED]["rate"].get(batch, 0), rate)
+                base[NATIVE_PACKED] = rate
             for peer in list(peers):
                 if batch > args.peer_max_batch:
                     continue
@@ -352,7 +388,13 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
                     continue
                 rate = batch / got["best"]
                 rows[peer.label]["rate"][batch] = max(rows[peer.label]["rate"].get(batch, 0), rate)
-                ratios.setdefault(peer.label, {}).setdefault(batch, []).append(base[min(base)] / rate)
+                ratios.setdefault((f"lgn-nas TVM ({min(ours)} thr)", peer.label), {}).setdefault(batch, []).append(base[min(ours)] / rate)
+                for mine in (NATIVE, NATIVE_PACKED):
+                    if mine in base:
+                        ratios.setdefault((mine, peer.label), {}).setdefault(batch, []).append(base[mine] / rate)
+            if NATIVE in base:
+                ratios.setdefault((NATIVE, f"lgn-nas TVM ({min(ours)} thr)"), {}).setdefault(batch, []).append(
+                    base[NATIVE] / base[min(ours)])
             if export is not None:
                 call = lambda: export.run(words.ctypes.data, batch // 64, counts.ctypes.data)  # noqa: E731
                 rate = batch / time_call(call, args.seconds)
@@ -372,9 +414,9 @@ def bench_net(name: str, args, batches: list[int], work: Path) -> None:
     for label, row in rows.items():
         cells = " | ".join(f"{row['rate'][b] / 1e6:9.3f}" if b in row["rate"] else f"{'-':>9}" for b in batches)
         print(f"| {label:<42} | {row['compile']:9.2f} | {cells} |")
-    for label, per in ratios.items():
-        cells = ", ".join(f"{b}: {np.median(v):.1f}x ({min(v):.1f}-{max(v):.1f})" for b, v in per.items())
-        print(f"lgn-nas TVM (1 thr) / {label}, median (range) over rounds: {cells}")
+    for (mine, label), per in ratios.items():
+        cells = ", ".join(f"{b}: {np.median(v):.2f}x ({min(v):.2f}-{max(v):.2f})" for b, v in per.items())
+        print(f"{mine} / {label}, median (range) over rounds: {cells}")
     for threads in [t for t in ours if t > 1]:
         one, many = rows["lgn-nas TVM (1 thr)"]["rate"], rows[f"lgn-nas TVM ({threads} thr)"]["rate"]
         print(f"lgn-nas {threads} threads / 1 thread: " + ", ".join(f"{b}: {many[b] / one[b]:.2f}x" for b in batches))
@@ -404,6 +446,10 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", default=str(Path.home() / ".cache/lgn_nas/peer_builds"),
                         help="the peers' compiled libraries, by hash of their C")
     parser.add_argument("--c-export", action="store_true", help="also time lgn-nas's C export")
+    parser.add_argument("--no-native", dest="native", action="store_false",
+                        help="leave out the native (AVX-512, system compiler) backend")
+    parser.add_argument("--no-packed", dest="packed", action="store_false",
+                        help="leave out the native backend's pre-packed-bits row")
     parser.add_argument("--big-gates", type=int, default=1_000_000,
                         help="gates of the random net whose compile time is measured (0: skip)")
     args = parser.parse_args(argv)
@@ -417,6 +463,7 @@ def main(argv=None) -> None:
     print(f"import tvm: {time.perf_counter() - start:.1f} s (not in the compile times)")
     batches = [b for b in (1024, 4096, 16384, 65536, 262144, 1 << 20) if args.min_batch <= b <= args.max_batch]
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
+        os.environ["LGN_NATIVE_CACHE"] = str(Path(tmp) / "native")  # cold builds: the compile times are real
         for name in [n for n in args.nets.split(",") if n]:
             bench_net(name, args, batches, Path(tmp))
     if args.big_gates:
@@ -432,6 +479,16 @@ def main(argv=None) -> None:
         print(f"\n{big.num_gates} gate random net (8 x {width}): compile {big_s:.1f} s, "
               f"{big_compiled.stats['gates_live']} live gates, {x.shape[0] / seconds / 1e6:.3f} M images/s at "
               f"{x.shape[0]} per call (1 thread)")
+        if args.native and tvm_ops.native_available() is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                os.environ["LGN_NATIVE_CACHE"] = tmp  # a cold build
+                start = time.perf_counter()
+                big_native = tvm_ops.compile_netlist_native(big)
+                big_s = time.perf_counter() - start
+            assert np.array_equal(big_native.counts(x), big.evaluate_bits(big.encode(x)))
+            seconds = time_call(lambda: big_native(x), 0.3)
+            print(f"{NATIVE}: compile {big_s:.1f} s, {big_native.stats['roots']} stored roots, "
+                  f"{x.shape[0] / seconds / 1e6:.3f} M images/s at {x.shape[0]} per call")
     print(f"end: {machine_state()}")
 
 

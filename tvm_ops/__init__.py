@@ -9,10 +9,14 @@ Netlist inference (bit-sliced, 64 samples per uint64 word, SIMD over words, LLVM
 
 - :func:`compile_netlist` -> :class:`CompiledNetlist` (call on raw inputs for float32 scores,
   ``.counts`` for int64 counts, ``.save(path)``); :func:`load_compiled_netlist`.
+- :func:`compile_netlist_native` -> :class:`NativeNetlist`: the same contract without TVM, as
+  net-specialised AVX-512 code (gates fused into 3-input ops, single-reader values in registers)
+  built at run time by the system C compiler; x86-64 with AVX-512 only (:func:`native_available`).
 - :mod:`tvm_ops.netlist_plan`: the numpy lowering (literal folding, GroupSum head, liveness slots) that
   the TVM kernel and the C export share.
 """
 from .netlist_compile import CompiledNetlist, clear_kernel_cache, compile_netlist, load_compiled_netlist
+from .netlist_native import NativeNetlist, NativeUnavailable, compile_netlist_native, native_available
 from .netlist_plan import NetlistArrays, Plan, make_plan, netlist_arrays
 
 __all__ = [
@@ -20,6 +24,10 @@ __all__ = [
     "compile_netlist",
     "load_compiled_netlist",
     "clear_kernel_cache",
+    "NativeNetlist",
+    "NativeUnavailable",
+    "compile_netlist_native",
+    "native_available",
     "NetlistArrays",
     "Plan",
     "make_plan",

@@ -1,0 +1,281 @@
+"""``compile_netlist_native``: a netlist as net-specialised AVX-512 code, built at run time by the
+system C compiler (no TVM).
+
+The plan of :mod:`tvm_ops.netlist_plan` is fused into 3-input ops (:mod:`tvm_ops.netlist_fuse`) and
+written out as straight-line assembly (:mod:`tvm_ops.netlist_asm`), linked with a small C driver
+(:mod:`tvm_ops.netlist_cdriver`). Where the TVM kernel interprets a table of rows, each costing two
+loads and a store of a 512-sample row, this code keeps single-reader values in registers. Needs an
+x86-64 CPU with AVX-512 F and BW and a C compiler (``$CC``, ``cc`` or ``gcc``); builds are cached by
+the hash of their sources in ``$LGN_NATIVE_CACHE`` (default ``~/.cache/lgn_nas/native``), written
+atomically.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from .atomic import atomic_write
+from .inputs import InputError, check_domain, check_input
+from .netlist_asm import gates_assembly
+from .netlist_cdriver import TILE_SAMPLES, driver_source, num_planes, scratch_words
+from .netlist_fuse import FusedProgram, fuse_plan
+from .netlist_plan import NetlistSource, make_plan, netlist_arrays, uint8_cuts
+
+__all__ = ["NativeNetlist", "NativeUnavailable", "compile_netlist_native", "native_available"]
+
+_FLAGS = ("-O2", "-mavx512f", "-mavx512bw", "-std=gnu11", "-shared", "-fPIC")
+_ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+class NativeUnavailable(RuntimeError):
+    """This machine cannot build or run the native backend (no compiler, no AVX-512)."""
+
+
+def _cpu_flags() -> set:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _compiler() -> str:
+    for name in (os.environ.get("CC"), "cc", "gcc"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    raise NativeUnavailable("no C compiler found (looked for $CC, cc, gcc): the native netlist backend "
+                            "builds its code at run time; install gcc or use compile_netlist (TVM)")
+
+
+def native_available() -> Optional[str]:
+    """None when the native backend can run here, else why not (one line)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return f"the native netlist backend needs x86-64, this machine is {platform.machine()}"
+    missing = {"avx512f", "avx512bw"} - _cpu_flags()
+    if missing:
+        return f"the native netlist backend needs AVX-512 ({', '.join(sorted(missing))} missing on this CPU)"
+    try:
+        _compiler()
+    except NativeUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("LGN_NATIVE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "lgn_nas" / "native"
+
+
+def _compiler_version(cc: str) -> str:
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout.splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def _build(c_source: str, asm_source: str) -> Path:
+    """The shared library of the two sources, from the cache or built now (atomically)."""
+    cc = _compiler()
+    key = hashlib.sha256("\0".join([c_source, asm_source, " ".join(_FLAGS), _compiler_version(cc)]).encode())
+    path = cache_dir() / f"netlist_{key.hexdigest()[:32]}.so"
+    if path.is_file():
+        return path
+    with tempfile.TemporaryDirectory() as tmp:
+        c_file, asm_file = Path(tmp) / "driver.c", Path(tmp) / "gates.s"
+        c_file.write_text(c_source)
+        asm_file.write_text(asm_source)
+
+        def compile_to(out: str) -> None:
+            done = subprocess.run([cc, *_FLAGS, str(c_file), str(asm_file), "-o", out], capture_output=True, text=True)
+            if done.returncode != 0:
+                lines = (done.stderr or done.stdout).strip().splitlines()
+                errors = [line for line in lines if "error" in line] or lines or [f"exit {done.returncode}"]
+                raise NativeUnavailable(f"{cc} failed to build the native netlist code: {errors[0].strip()}")
+
+        atomic_write(path, compile_to, make_parents=True, suffix=".so")
+    return path
+
+
+def _aligned_zeros(words: int) -> np.ndarray:
+    raw = np.zeros(words + 8, dtype=np.uint64)
+    start = (-raw.ctypes.data % 64) // 8
+    return raw[start:start + words]
+
+
+class NativeNetlist:
+    """A netlist compiled to native code. Call it on raw inputs (B, *input_shape) for float32 scores.
+
+    Inputs as for :class:`~tvm_ops.CompiledNetlist` (uint8 or floats in the input domain); outputs equal
+    ``netlist.evaluate(x)`` bit for bit, :meth:`counts` equals ``netlist.evaluate_bits(netlist.encode(x))``.
+    Calls are serialised by a lock; ``threads`` workers split a call's tiles (each has its own scratch).
+    """
+
+    def __init__(self, *, program: FusedProgram, input_shape: tuple, thresholds: np.ndarray, tau: float,
+                 input_domain: str, num_classes: int, group_size: int, stats: dict, threads: int = 1) -> None:
+        self.program = program
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.input_domain = check_domain(input_domain)
+        self.thresholds = np.ascontiguousarray(thresholds, dtype=np.float32)
+        self.tau = float(tau)
+        self.num_classes = int(num_classes)
+        self.group_size = int(group_size)
+        self.stats = dict(stats)
+        self._lock = threading.Lock()
+        self._libraries: dict = {}
+        cuts = uint8_cuts(self.thresholds).reshape(-1)
+        self._cut = {"uint8": np.minimum(cuts, 255).astype(np.uint8),
+                     "float32": self.thresholds.reshape(-1).copy()}
+        self._enable = {"uint8": np.where(cuts < 256, _ALL_ONES, np.uint64(0)).astype(np.uint64),
+                        "float32": np.full(cuts.size, _ALL_ONES, dtype=np.uint64)}
+        self._scratch: dict = {}  # input dtype -> one scratch per worker
+        self.threads = int(threads)
+        self._pool = None
+        self._tau32 = ctypes.c_float(np.float32(self.tau))
+
+    @property
+    def tile_samples(self) -> int:
+        return TILE_SAMPLES
+
+    def _shape(self) -> dict:
+        channels, per_channel = self.thresholds.shape
+        spatial = int(np.prod(self.input_shape[1:], dtype=np.int64)) if len(self.input_shape) > 1 else 1
+        return {"channels": int(channels), "thresholds_per_channel": int(per_channel), "spatial": spatial}
+
+    def library(self, input_dtype: str):
+        """The built library for ``input_dtype`` ("uint8" or "float32"), built on first use."""
+        lib = self._libraries.get(input_dtype)
+        if lib is None:
+            shape = self._shape()
+            c_source = driver_source(num_slots=self.program.num_slots, input_dtype=input_dtype,
+                                     num_classes=self.num_classes, group_size=self.group_size, **shape)
+            # No prefetch of the next tile's input from the gates: measured 10-15% slower on the trained
+            # dense net at 1,024-4,096 images per call (it competes with the code for L2); the encoder
+            # prefetches its rows itself.
+            asm = gates_assembly(self.program, name="lgn_gates", num_planes=num_planes(self.group_size))
+            lib = ctypes.CDLL(str(_build(c_source, asm)))
+            lib.lgn_run.restype = None
+            lib.lgn_run.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                                    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float]
+            lib.lgn_run_packed.restype = None
+            lib.lgn_run_packed.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                                           ctypes.c_void_p, ctypes.c_float]
+            self._libraries[input_dtype] = lib
+            words = scratch_words(num_slots=self.program.num_slots, input_bytes=4 if input_dtype == "float32" else 1,
+                                  num_classes=self.num_classes, group_size=self.group_size, **shape)
+            self._scratch[input_dtype] = [_aligned_zeros(words) for _ in range(self.threads)]
+        return lib
+
+    def _prepare(self, x: Any) -> np.ndarray:
+        if type(x).__module__.startswith("torch"):
+            if x.device.type != "cpu":
+                raise InputError(f"input is on device {x.device}, expected a CPU tensor")
+            x = x.detach().contiguous().numpy()
+        return check_input(x, self.input_shape, domain=self.input_domain)
+
+    def _run(self, dtype: str, x: np.ndarray, out: np.ndarray, worker: int) -> None:
+        scratch = self._scratch[dtype][worker]
+        self._libraries[dtype].lgn_run(x.ctypes.data, x.shape[0], out.ctypes.data, scratch.ctypes.data,
+                                       self._cut[dtype].ctypes.data, self._enable[dtype].ctypes.data, self._tau32)
+
+    def __call__(self, x: Any) -> np.ndarray:
+        """Float32 class scores (B, num_classes) = counts / tau, as ``netlist.evaluate``."""
+        x = self._prepare(x)
+        dtype = "uint8" if x.dtype == np.uint8 else "float32"
+        batch = x.shape[0]
+        out = np.empty((batch, self.num_classes), dtype=np.float32)
+        with self._lock:
+            self.library(dtype)
+            tiles = -(-batch // TILE_SAMPLES)
+            workers = max(1, min(self.threads, tiles // 2))  # a worker gets two tiles at least
+            if workers == 1:
+                self._run(dtype, x, out, 0)
+                return out
+            # Whole tiles per worker; ctypes releases the GIL during each call, so the calls run at once.
+            per = -(-tiles // workers) * TILE_SAMPLES
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="lgn-native")
+            jobs = [self._pool.submit(self._run, dtype, x[start:start + per], out[start:start + per], worker)
+                    for worker, start in enumerate(range(0, batch, per))]
+            for job in jobs:
+                job.result()
+        return out
+
+    def scores_packed(self, bits: Any, num_samples: int) -> np.ndarray:
+        """Float32 scores (num_samples, num_classes) from pre-packed input bits: uint64 (num_inputs, W)
+        with sample ``j`` in bit ``j % 64`` of word ``j // 64`` (``lgn_nas.netlist.evaluate.pack_bits``),
+        ``W >= ceil(num_samples / 64)``; equals ``netlist.evaluate_bits(bits) / tau``. One thread."""
+        bits = np.asarray(bits)
+        n_in = self.program.num_inputs
+        if bits.dtype != np.uint64 or bits.ndim != 2 or bits.shape[0] != n_in:
+            raise InputError(f"packed bits have shape {bits.shape} and dtype {bits.dtype}, expected ({n_in}, W) uint64")
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+            raise InputError(f"num_samples = {num_samples!r}, expected a positive int")
+        if bits.shape[1] * 64 < num_samples:
+            raise InputError(f"packed bits hold {bits.shape[1] * 64} samples ({bits.shape[1]} words), "
+                             f"expected at least num_samples = {num_samples}")
+        bits = np.ascontiguousarray(bits)
+        out = np.empty((int(num_samples), self.num_classes), dtype=np.float32)
+        with self._lock:
+            lib = self.library("uint8")
+            lib.lgn_run_packed(bits.ctypes.data, bits.shape[1], int(num_samples), out.ctypes.data,
+                               self._scratch["uint8"][0].ctypes.data, self._tau32)
+        return out
+
+    def counts(self, x: Any) -> np.ndarray:
+        """Int64 per-class counts (B, num_classes), as ``netlist.evaluate_bits(netlist.encode(x))``."""
+        scores = self(x)
+        return np.rint(scores.astype(np.float64) * np.float64(np.float32(self.tau))).astype(np.int64)
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted class per sample (argmax of the scores, ties to the lowest class), int64 (B,)."""
+        return self(x).argmax(axis=1).astype(np.int64)
+
+    def __repr__(self) -> str:
+        return (f"NativeNetlist(inputs={self.program.num_inputs}, gates={self.stats.get('gates_live')}, "
+                f"stored={self.stats.get('roots')}, classes={self.num_classes}, tile={TILE_SAMPLES} samples)")
+
+
+def compile_netlist_native(netlist: Any, *, input_dtype: str = "uint8", simplify: bool = True,
+                           threads: int = 1) -> NativeNetlist:
+    """Compile ``netlist`` (an lgn_nas Netlist or its ``arrays()`` view, as for
+    :func:`~tvm_ops.compile_netlist`) to native code; ``input_dtype``: the library built now (the
+    other on first use); ``threads``: workers that split a call's tiles. Raises
+    :class:`NativeUnavailable` (one line) where this cannot run."""
+    if input_dtype not in ("uint8", "float32"):
+        raise ValueError(f"input_dtype = {input_dtype!r}, expected 'uint8' or 'float32'")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads = {threads!r}, expected a positive int")
+    why = native_available()
+    if why:
+        raise NativeUnavailable(why)
+    if simplify and isinstance(netlist, NetlistSource):
+        simplified = netlist.simplify()
+        netlist = simplified[0] if isinstance(simplified, tuple) else simplified
+    arrays = netlist_arrays(netlist)
+    if arrays.group_size > 65535:
+        raise ValueError(f"group size {arrays.group_size} is over 65,535 outputs per class, the most the native "
+                         "backend counts; use compile_netlist (TVM)")
+    plan = make_plan(arrays, head="outputs")
+    program = fuse_plan(plan)
+    stats = dict(plan.stats)
+    stats.update({key: program.stats[key] for key in ("roots", "clusters")})
+    stats["native_slots"] = program.num_slots
+    compiled = NativeNetlist(program=program, input_shape=arrays.input_shape, thresholds=arrays.thresholds,
+                             tau=arrays.tau, input_domain=arrays.input_domain, num_classes=arrays.num_classes,
+                             group_size=arrays.group_size, stats=stats, threads=int(threads))
+    compiled.library(input_dtype)
+    return compiled

@@ -231,9 +231,13 @@ def test_a_tag_without_its_file_refuses_pretrained_only(tmp_path, monkeypatch):
         timm.create_model("lgn_dense_s", pretrained=True, pretrained_cfg="untrained")
 
 
-def test_every_shipped_tag_is_its_models_default_cfg():
+def test_each_models_first_shipped_tag_is_its_default_cfg_and_every_tag_resolves():
+    first = {}
     for tag in PRETRAINED_TAGS:
         model_name, _, name = tag.partition(".")
+        first.setdefault(model_name, name)
+        assert timm.models.get_pretrained_cfg(tag).tag == name
+    for model_name, name in first.items():  # pretrained=True without a tag loads the first one
         assert timm.models.get_pretrained_cfg(model_name).tag == name
 
 
@@ -249,8 +253,8 @@ def test_shipped_weights_reproduce_their_recorded_discrete_test_accuracy(tag, lo
     assert hashlib.sha256(weights_path(tag).read_bytes()).hexdigest() == record["sha256"]
     root = SHARED_CIFAR10 if record["dataset"] == "cifar10" and SHARED_CIFAR10.is_dir() else None
     x, y = load_data(record["dataset"], root=root, val_size=0, dtype=torch.uint8).test
-    model = timm.create_model(record["model"], pretrained=True).eval()
-    assert model.pretrained_cfg["tag"] == tag.partition(".")[2]
+    model = timm.create_model(tag, pretrained=True).eval()  # timm's "model.tag" name
+    assert model.pretrained_cfg["tag"] == tag.partition(".")[2] and record["model"] == tag.partition(".")[0]
     netlist = discretize(model)
     assert netlist.num_gates == record["gates_raw"]
     images = x.float().div_(255.0)

@@ -383,7 +383,7 @@ def _cfg(**kwargs) -> Dict[str, Any]:
 
 
 def _mnist_cfg(**kwargs) -> Dict[str, Any]:
-    return _cfg(input_size=(1, 28, 28), pool_size=(3, 3), mean=(0.0,), std=(1.0,), **kwargs)
+    return _cfg(**dict(dict(input_size=(1, 28, 28), pool_size=(3, 3), mean=(0.0,), std=(1.0,)), **kwargs))
 
 
 default_cfgs = generate_default_cfgs({
@@ -391,6 +391,8 @@ default_cfgs = generate_default_cfgs({
     # while a tag's file is absent, pretrained=True names the missing file and pretrained=False is unaffected.
     "lgn_conv_s.cifar10_jpeg": _cfg(file=weights_file("lgn_conv_s.cifar10_jpeg")),
     "lgn_conv_mnist_s.mnist": _mnist_cfg(file=weights_file("lgn_conv_mnist_s.mnist")),
+    # the conv search's MNIST genome (2 x 76 trees, study conv-mnist-v2 trial 45); its file carries the genome
+    "lgn_conv_mnist_s.mnist_nas": _mnist_cfg(file=weights_file("lgn_conv_mnist_s.mnist_nas"), pool_size=(5, 5)),
     "lgn_conv_s.untrained": _cfg(),
     "lgn_conv_m.untrained": _cfg(),
     "lgn_conv_b.untrained": _cfg(),

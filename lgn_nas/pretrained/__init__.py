@@ -67,6 +67,7 @@ PRETRAINED_TAGS: Dict[str, Tuple[str, ...]] = {
     "lgn_dense_s.mnist": ("mnist",),
     "lgn_dense_m.fashion_mnist": ("fashion_mnist",),
     "lgn_conv_mnist_s.mnist": ("mnist",),
+    "lgn_conv_mnist_s.mnist_nas": ("mnist",),
     "lgn_conv_s.cifar10_jpeg": ("cifar10",),
     "lgn_dense_learnable_4k.mnist": ("mnist",),
     "lgn_dense_learnable_8k.mnist": ("mnist",),

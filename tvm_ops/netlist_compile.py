@@ -22,6 +22,7 @@ from .build import resolve_target, set_num_threads
 from .inputs import InputError, check_domain, check_input
 from .netlist_kernel import KERNEL_NAME, KernelShape, build_kernel, encode_scratch_bytes
 from .netlist_plan import NetlistSource, Plan, make_plan, netlist_arrays, uint8_cuts
+from .netlist_scores import ScoredNetlist
 
 __all__ = ["CompiledNetlist", "compile_netlist", "load_compiled_netlist", "clear_kernel_cache"]
 
@@ -94,7 +95,7 @@ def _unb64(entry: dict) -> np.ndarray:
     return array.reshape(entry["shape"]).copy()
 
 
-class CompiledNetlist:
+class CompiledNetlist(ScoredNetlist):
     """A netlist compiled for the CPU. Call it on raw inputs (B, *input_shape) to get float32 scores.
 
     Inputs: numpy arrays or CPU torch tensors that meet the input contract of :mod:`tvm_ops.inputs`
@@ -222,16 +223,6 @@ class CompiledNetlist:
                 func(pad, *common, act1, byt1, tail, self._tau32)
                 out[full:] = tail[: batch - full]
         return out
-
-    def counts(self, x: Any) -> np.ndarray:
-        """Int64 per-class counts (B, num_classes), as ``netlist.evaluate_bits(netlist.encode(x))``."""
-        scores = self(x)
-        # scores = float32(count) / float32(tau) is within half an ulp of count / tau: rounding is exact.
-        return np.rint(scores.astype(np.float64) * np.float64(np.float32(self.tau))).astype(np.int64)
-
-    def predict(self, x: Any) -> np.ndarray:
-        """Predicted class per sample (argmax of the scores, ties to the lowest class), int64 (B,)."""
-        return self(x).argmax(axis=1).astype(np.int64)
 
     # ------------------------------------------------------------------ saving
     def save(self, path: Any) -> None:

@@ -30,6 +30,7 @@ from .netlist_asm import gates_assembly
 from .netlist_cdriver import TILE_SAMPLES, driver_source, num_planes, scratch_words
 from .netlist_fuse import FusedProgram, fuse_plan
 from .netlist_plan import NetlistSource, make_plan, netlist_arrays, uint8_cuts
+from .netlist_scores import ScoredNetlist
 
 __all__ = ["NativeNetlist", "NativeUnavailable", "compile_netlist_native", "native_available"]
 
@@ -114,7 +115,7 @@ def _aligned_zeros(words: int) -> np.ndarray:
     return raw[start:start + words]
 
 
-class NativeNetlist:
+class NativeNetlist(ScoredNetlist):
     """A netlist compiled to native code. Call it on raw inputs (B, *input_shape) for float32 scores.
 
     Inputs as for :class:`~tvm_ops.CompiledNetlist` (uint8 or floats in the input domain); outputs equal
@@ -234,15 +235,6 @@ class NativeNetlist:
             lib.lgn_run_packed(bits.ctypes.data, bits.shape[1], int(num_samples), out.ctypes.data,
                                self._scratch["uint8"][0].ctypes.data, self._tau32)
         return out
-
-    def counts(self, x: Any) -> np.ndarray:
-        """Int64 per-class counts (B, num_classes), as ``netlist.evaluate_bits(netlist.encode(x))``."""
-        scores = self(x)
-        return np.rint(scores.astype(np.float64) * np.float64(np.float32(self.tau))).astype(np.int64)
-
-    def predict(self, x: Any) -> np.ndarray:
-        """Predicted class per sample (argmax of the scores, ties to the lowest class), int64 (B,)."""
-        return self(x).argmax(axis=1).astype(np.int64)
 
     def __repr__(self) -> str:
         return (f"NativeNetlist(inputs={self.program.num_inputs}, gates={self.stats.get('gates_live')}, "

@@ -156,22 +156,11 @@ def gap_by_layer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_si
     layers = [(name, layer) for name, _, layer in _logic_layers(model)]
 
     def accuracy(relaxed: List[nn.Module]) -> float:
-        was_training = {module: module.training for module in model.modules()}
-        relaxations = {layer: layer.relaxation for layer in relaxed}
-        model.eval()
         correct = 0
-        try:
-            for layer in relaxed:
-                layer.relaxation, layer.training = "softmax", True
-            with torch.no_grad():
-                for start in range(0, x.shape[0], batch_size):
-                    scores = model(x[start:start + batch_size])
-                    correct += int((scores.argmax(dim=-1) == y[start:start + batch_size]).sum())
-        finally:
-            for layer, relaxation in relaxations.items():
-                layer.relaxation = relaxation
-            for module, training in was_training.items():
-                module.training = training
+        with torch.no_grad(), relaxed_mode(model, layers=relaxed):
+            for start in range(0, x.shape[0], batch_size):
+                scores = model(x[start:start + batch_size])
+                correct += int((scores.argmax(dim=-1) == y[start:start + batch_size]).sum())
         return correct / max(1, x.shape[0])
 
     result = {"discrete": accuracy([]), "relaxed": accuracy([layer for _, layer in layers])}

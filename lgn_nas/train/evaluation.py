@@ -25,7 +25,7 @@ Per-epoch metrics use the validation split (``val_*`` keys) or, with ``val_size=
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Dict, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -41,17 +41,19 @@ __all__ = ["relaxed_mode", "as_float", "evaluate", "evaluate_train_mode", "netli
 
 
 @contextlib.contextmanager
-def relaxed_mode(model: nn.Module, *, keep_relaxation: bool = False) -> Iterator[nn.Module]:
+def relaxed_mode(model: nn.Module, *, keep_relaxation: bool = False,
+                 layers: Optional[Iterable[nn.Module]] = None) -> Iterator[nn.Module]:
     """Model in eval mode except logic layers: training mode with noise-free ``softmax`` relaxation.
 
     ``keep_relaxation``: the logic layers keep their own relaxation instead (the training forward,
-    noise included).
+    noise included). ``layers``: relax only these logic layers of ``model`` (default: all of them);
+    the others stay discrete.
     """
     was_training = {module: module.training for module in model.modules()}
     relaxations = {}
     model.eval()
     try:
-        for module in logic_layers(model):
+        for module in (logic_layers(model) if layers is None else layers):
             relaxations[module] = module.relaxation
             if not keep_relaxation:
                 module.relaxation = "softmax"

@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 from ..atomic import atomic_write_bytes, atomic_write_json
+from ..train.checkpoint import checkpoint_file
 from . import (
     PRETRAINED_LOGIT, PRETRAINED_TAGS, WEIGHTS_FORMAT, compact_state_dict, record_path, weights_dir, weights_path,
 )
@@ -82,6 +83,13 @@ def _config_dict(args: argparse.Namespace) -> Dict[str, Any]:
         raise ConversionError(f"the command's config is invalid: {error}") from None
 
 
+def _with_defaults(config: Dict[str, Any]) -> Dict[str, Any]:
+    """``config`` with the fields added to ``TrainConfig`` since its run began, at their defaults."""
+    from ..train.config import TrainConfig
+
+    return {**TrainConfig().to_dict(), **config}
+
+
 def _strip_prefix(tokens: List[str]) -> List[str]:
     if tokens[:2] == ["lgn-nas", "train"]:
         return tokens[2:]
@@ -98,9 +106,7 @@ def check_train_command(command: str, config: Dict[str, Any]) -> None:
     except ValueError as error:
         raise ConversionError(f"the command does not split into words: {error}") from None
     parsed = _config_dict(_parse_train(_strip_prefix(tokens)))
-    from ..train.config import TrainConfig
-
-    config = {**TrainConfig().to_dict(), **config}  # fields added since the run began count as their defaults
+    config = _with_defaults(config)
     differing = [key for key in sorted(set(parsed) | set(config)) if key not in _IGNORED
                  and json.dumps(parsed.get(key), sort_keys=True) != json.dumps(config.get(key), sort_keys=True)]
     if differing:
@@ -120,9 +126,7 @@ def _kwarg_token(key: str, value: Any) -> str:
 def train_command(config: Dict[str, Any], *, out: str = "runs/out") -> str:
     """An ``lgn-nas train`` command that runs ``config``: the data set, epochs and batch size, then every
     flag whose value differs from the CLI default; checked with :func:`check_train_command`."""
-    from ..train.config import TrainConfig
-
-    config = {**TrainConfig().to_dict(), **config}  # fields added since the run began count as their defaults
+    config = _with_defaults(config)
     defaults = _config_dict(_parse_train([config["model"], "--out", out]))
     words = ["lgn-nas", "train", config["model"]]
     for field, flag in _FLAGS:
@@ -169,10 +173,7 @@ def _check_run(run_dir: Path):
         raise ConversionError(f"cannot read {run_dir / 'checkpoint.safetensors'}: {error}") from None
     meta = checkpoint["meta"]
     config = meta.get("config") or {}
-    from ..train.config import TrainConfig
-
-    defaults = TrainConfig().to_dict()  # fields added since a run began count as their defaults
-    if {**defaults, **_read_json(run_dir / "config.json")} != {**defaults, **config}:
+    if _with_defaults(_read_json(run_dir / "config.json")) != _with_defaults(config):
         raise ConversionError(f"{run_dir}: config.json differs from the checkpoint's config (files of two runs?)")
     metrics = _read_json(run_dir / "metrics.json")
     if metrics.get("epochs") != meta.get("epoch"):
@@ -254,8 +255,7 @@ def earlier_phases(config: Dict[str, Any]) -> List[Dict[str, Any]]:
     seen = set()
     start = config.get("initial_checkpoint")
     while start:
-        path = Path(start)
-        run_dir = path.parent if path.suffix == ".safetensors" else path
+        run_dir = checkpoint_file(start).parent
         if run_dir.resolve() in seen:
             raise ConversionError(f"the initial checkpoints loop back to {run_dir}")
         seen.add(run_dir.resolve())

@@ -149,10 +149,9 @@ def load_initial_checkpoint(model: nn.Module, path: Union[str, Path], *, model_n
     """Load the model weights of a training checkpoint (a run directory or its ``checkpoint.safetensors``)
     into ``model``, a freshly built ``model_name``; ``ValueError`` naming the path when it is not a
     checkpoint, was trained on another model, or its tensors do not fit."""
-    from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from .checkpoint import CHECKPOINT_NAME, checkpoint_file, load_checkpoint
 
-    path = Path(path)
-    file = path / CHECKPOINT_NAME if path.is_dir() else path
+    path, file = Path(path), checkpoint_file(path)
     if not file.is_file():
         raise ValueError(f"initial_checkpoint {path}: no such checkpoint (expected a `lgn-nas train` output "
                          f"directory holding {CHECKPOINT_NAME}, or that file)")

@@ -22,7 +22,7 @@ from ..atomic import atomic_write_json as _atomic_json
 from ..atomic import atomic_write_text as _atomic_text
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "save_checkpoint", "load_checkpoint",
-           "CHECKPOINT_NAME", "CHECKPOINT_FORMAT"]
+           "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "checkpoint_file"]
 
 PathLike = Union[str, os.PathLike]
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -87,6 +87,13 @@ def save_checkpoint(
     full_meta = {"format": CHECKPOINT_FORMAT, "optimizer": optimizer_meta, **meta}
     text = json.dumps(full_meta)
     return _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"lgn_nas": text}))
+
+
+def checkpoint_file(path: PathLike) -> Path:
+    """The checkpoint a path names: ``path`` itself when it is a file, else the checkpoint of the run
+    directory ``path`` (which may not exist)."""
+    path = Path(path)
+    return path if path.is_file() else path / CHECKPOINT_NAME
 
 
 def load_checkpoint(path: PathLike, *, device: Union[str, torch.device] = "cpu") -> Dict[str, Any]:

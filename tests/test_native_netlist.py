@@ -197,24 +197,14 @@ def test_no_compiler_is_one_clear_error(monkeypatch, random_netlist):
 
 
 @needs_native
-def test_trained_dense_net_bit_exact():
-    """The shipped trained lgn_dense_s (its netlist as discretised from the released weights)."""
+@pytest.mark.parametrize("model_name,seed", [("lgn_dense_s", 3),
+                                             pytest.param("lgn_conv_mnist_s", 4, marks=pytest.mark.slow)])
+def test_trained_net_bit_exact(model_name, seed):
+    """The shipped trained nets (their netlists as discretised from the released weights)."""
     timm = pytest.importorskip("timm")
     import lgn_nas
 
-    net = lgn_nas.discretize(timm.create_model("lgn_dense_s", pretrained=True).eval())
+    net = lgn_nas.discretize(timm.create_model(model_name, pretrained=True).eval())
     cn = tvm_ops.compile_netlist_native(net)
-    x = np.random.default_rng(3).integers(0, 256, (700, 1, 28, 28), dtype=np.uint8)
-    assert np.array_equal(cn(x), net.evaluate(x))
-
-
-@needs_native
-@pytest.mark.slow
-def test_trained_conv_net_bit_exact():
-    timm = pytest.importorskip("timm")
-    import lgn_nas
-
-    net = lgn_nas.discretize(timm.create_model("lgn_conv_mnist_s", pretrained=True).eval())
-    cn = tvm_ops.compile_netlist_native(net)
-    x = np.random.default_rng(4).integers(0, 256, (700, 1, 28, 28), dtype=np.uint8)
+    x = np.random.default_rng(seed).integers(0, 256, (700, 1, 28, 28), dtype=np.uint8)
     assert np.array_equal(cn(x), net.evaluate(x))

@@ -7,8 +7,9 @@ wire logits (``LogicDense.wire_a``/``wire_b``): its only parameters, all logits,
 ``backend``; ``relaxation`` may be swapped, as ``relaxed_mode`` does), the relaxed coefficients of its
 gates (:meth:`LogicGates.coefficients`), the gates it keeps (:meth:`LogicGates.gate_ids`) and its
 lowering into a netlist (:meth:`LogicGates.lower`). A layer may be frozen (:meth:`LogicGates.freeze`):
-it then computes its discrete circuit in every mode and its logits take no gradient. Code that needs "the logic layers of a model" asks
-``isinstance(module, LogicGates)`` (:func:`logic_layers`), not the module's name or attributes.
+it then computes its discrete circuit in every mode and its logits take no gradient. Code that needs
+"the logic layers of a model" asks ``isinstance(module, LogicGates)`` (:func:`logic_layers`), not the
+module's name or attributes.
 """
 from __future__ import annotations
 

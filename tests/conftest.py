@@ -3,6 +3,8 @@
 - ``random_netlist``: a factory ``random_netlist(seed, *, input_shape, thresholds, widths, num_classes,
   group_size, skip)`` of random thermometer-encoded netlists (strictly layered, or with ``skip=True``
   gates reading any earlier node and outputs naming any node), the same net for the same arguments.
+- ``threshold_edge_netlist``: ``threshold_edge_netlist(input_shape)`` -> ``(net, thresholds)``, a small
+  random net whose thresholds include one below 0 and one at 1 (the encoders' edge cases).
 - ``load_data``: ``load_data(name="mnist", **load_dataset_kwargs)``, cached for the session; a test
   that asks for a data set this machine cannot have (no network, no files) is skipped, naming why.
 - ``mnist_available``: skips the test unless MNIST can be loaded; ``mnist``: MNIST with a 1,000-image
@@ -40,6 +42,25 @@ def make_random_netlist(seed: int, *, input_shape: Tuple[int, ...] = (1, 28, 28)
 def random_netlist():
     """The :func:`make_random_netlist` factory."""
     return make_random_netlist
+
+
+def make_threshold_edge_netlist(input_shape: Tuple[int, ...]) -> Tuple[Netlist, np.ndarray]:
+    """A 400-200 random net over ``input_shape`` with 3 thresholds a channel, the first -0.25 and the
+    last 1.0 (uint8 cut 0: always on; cut 256: never); returns the net and its thresholds."""
+    rng = np.random.default_rng(len(input_shape) * 7 + input_shape[-1])
+    thr = np.sort(rng.random((input_shape[0], 3), dtype=np.float32), axis=1)
+    thr[0, 0], thr[-1, -1] = -0.25, 1.0
+    builder = NetlistBuilder(Encoding("thermometer", input_shape, thr))
+    prev = builder.input_ids().ravel()
+    for width in (400, 200):
+        prev = builder.add_layer(rng.integers(0, 16, width), rng.choice(prev, width), rng.choice(prev, width))
+    return builder.build(prev, num_classes=4, tau=5.0), thr
+
+
+@pytest.fixture(scope="session")
+def threshold_edge_netlist():
+    """The :func:`make_threshold_edge_netlist` factory."""
+    return make_threshold_edge_netlist
 
 
 _DATA: Dict[Tuple[str, str], Any] = {}

@@ -199,7 +199,7 @@ def test_many_gates_few_inputs_many_tiles(random_netlist):
 
 
 @pytest.mark.parametrize("input_shape", [(3, 7, 9), (2, 130), (1, 17, 5)])
-def test_mask_encoder_tails_and_threshold_edges(input_shape):
+def test_mask_encoder_tails_and_threshold_edges(input_shape, threshold_edge_netlist):
     """The uint8 encoder (compare masks + bit transpose): channel lengths whose tail past the last
     64 positions takes every piece (32/16/8 lanes and single ones), thresholds below 0 and at or
     above 1 (uint8 cut 0: always on; cut 256: never), bit for bit against the reference and the
@@ -208,14 +208,8 @@ def test_mask_encoder_tails_and_threshold_edges(input_shape):
 
     from tvm_ops.netlist_kernel import KERNEL_NAME, kernel_source
 
-    rng = np.random.default_rng(len(input_shape) * 7 + input_shape[-1])
-    thr = np.sort(rng.random((input_shape[0], 3), dtype=np.float32), axis=1)
-    thr[0, 0], thr[-1, -1] = -0.25, 1.0
-    builder = NetlistBuilder(Encoding("thermometer", input_shape, thr))
-    prev = builder.input_ids().ravel()
-    for width in (400, 200):
-        prev = builder.add_layer(rng.integers(0, 16, width), rng.choice(prev, width), rng.choice(prev, width))
-    net = builder.build(prev, num_classes=4, tau=5.0)
+    net, thr = threshold_edge_netlist(input_shape)
+    rng = np.random.default_rng(input_shape[-1])
     cn = tvm_ops.compile_netlist(net, threads=1)
     x8 = rng.integers(0, 256, (cn.tile_samples + 77,) + input_shape, dtype=np.uint8)
     x8[0], x8[1], x8[2] = 0, 255, 128

@@ -348,12 +348,15 @@ class ConvSpace(BaseSpace):
     ``temperature_end``; ``weight_decay`` when given). The receptive field of the last map (pixels per
     side) is stored as the trial's user attribute ``receptive_field``.
 
+    Genomes name ``lgn_conv_mnist_s``, or ``lgn_conv_s`` on 3 x 32 x 32 data (the same layers for the same
+    kwargs; a CIFAR-10 trial then exports with CIFAR's cfg and re-trains under the CIFAR model's name).
     ``kernel_size`` is an odd range, ``padding`` / ``channel_growth`` int ranges, ``pool`` the allowed
     choices (``(True,)``: every stage pools, as in LogicTreeNet). A space no image of
     ``input_shape`` can hold (too many stages) is refused when built.
     """
 
     model = "lgn_conv_mnist_s"
+    rgb_model = "lgn_conv_s"  # the genomes' model on 3 x 32 x 32 data (CIFAR-10): same layers, its cfg and tags
     default_lr_range = (0.03, 0.3)  # around the conv recipe's 0.1 (lgn_nas/train/recipes.py)
 
     def __init__(self, *, stages: Tuple[int, int] = (1, 3), channels: Tuple[int, int] = (4, 64),
@@ -371,6 +374,8 @@ class ConvSpace(BaseSpace):
         common.setdefault("init", ("residual",))
         common.setdefault("group_tau", (4.0, 64.0))
         super().__init__(**common)
+        if self.input_shape == (3, 32, 32):
+            self.model = self.rgb_model  # so a CIFAR trial exports (and re-trains) as lgn_conv_s, not an MNIST name
         _check_range("stages", stages)
         _check_range("channels", channels)
         _check_range("channel_growth", channel_growth)

@@ -66,6 +66,19 @@ def test_conv_space_parameters_appear_and_every_genome_builds():
     assert receptive_field(s) == 1 + 4 + 1 + 2 * 2 + 2 + 4 * 2 + 4  # 5x5, pool, 3x3, pool, 3x3, pool
 
 
+def test_cifar_shaped_genomes_name_lgn_conv_s_and_build_the_same_net_as_the_mnist_name():
+    space = get_space("conv", input_shape=(3, 32, 32), **SMALL)
+    (trial, genome, _), = _trials(space, 1, seed=3)
+    assert genome["model"] == "lgn_conv_s" and genome["in_chans"] == 3
+    kwargs = {k: v for k, v in genome.items() if k != "model"}
+    rgb, mnist_named = timm.create_model("lgn_conv_s", **kwargs), timm.create_model("lgn_conv_mnist_s", **kwargs)
+    assert rgb.pretrained_cfg["tag"] == "cifar10_jpeg"  # exported trials carry the CIFAR cfg, not MNIST's
+    assert list(rgb.state_dict()) == list(mnist_named.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(rgb.state_dict().values(), mnist_named.state_dict().values()))
+    (_, mnist_genome, _), = _trials(get_space("conv", **SMALL), 1)  # MNIST-shaped: the MNIST name
+    assert mnist_genome["model"] == "lgn_conv_mnist_s"
+
+
 def test_receptive_field_counts_kernels_and_pools():
     assert receptive_field({"channels": [4], "kernel_size": [3], "pool": [False]}) == 3
     assert receptive_field({"channels": [4, 4], "kernel_size": [3, 3], "pool": [True, False]}) == 3 + 1 + 2 * 2

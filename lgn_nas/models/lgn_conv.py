@@ -390,6 +390,8 @@ default_cfgs = generate_default_cfgs({
     # Shipped weights first, so pretrained=True picks them (records: lgn_nas/pretrained/weights/<tag>.json);
     # while a tag's file is absent, pretrained=True names the missing file and pretrained=False is unaffected.
     "lgn_conv_s.cifar10_jpeg": _cfg(file=weights_file("lgn_conv_s.cifar10_jpeg")),
+    # the conv search's CIFAR-10 genome (2 x 85 trees, study conv-cifar-v2 trial 68); its file carries the genome
+    "lgn_conv_s.cifar10_jpeg_nas": _cfg(file=weights_file("lgn_conv_s.cifar10_jpeg_nas"), pool_size=(6, 6)),
     "lgn_conv_mnist_s.mnist": _mnist_cfg(file=weights_file("lgn_conv_mnist_s.mnist")),
     # the conv search's MNIST genome (2 x 76 trees, study conv-mnist-v2 trial 45); its file carries the genome
     "lgn_conv_mnist_s.mnist_nas": _mnist_cfg(file=weights_file("lgn_conv_mnist_s.mnist_nas"), pool_size=(5, 5)),

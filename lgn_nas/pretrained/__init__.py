@@ -69,6 +69,7 @@ PRETRAINED_TAGS: Dict[str, Tuple[str, ...]] = {
     "lgn_conv_mnist_s.mnist": ("mnist",),
     "lgn_conv_mnist_s.mnist_nas": ("mnist",),
     "lgn_conv_s.cifar10_jpeg": ("cifar10",),
+    "lgn_conv_s.cifar10_jpeg_nas": ("cifar10",),
     "lgn_dense_learnable_4k.mnist": ("mnist",),
     "lgn_dense_learnable_8k.mnist": ("mnist",),
 }

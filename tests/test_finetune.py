@@ -8,15 +8,12 @@ import torch
 from lgn_nas.layers import LogicDense, LogicTreeConv2d
 from lgn_nas.layers.logic import freeze_leading_logic_layers, logic_layers
 from lgn_nas.train import TrainConfig, fit, load_run, relaxed_mode
-
-TINY_KWARGS = dict(depth=2, width=200, init="gaussian", group_tau=3.0, backend="torch")
+from train_configs import TINY_KWARGS, tiny_config
 
 
 def _tiny_config(**changes) -> TrainConfig:
-    base = dict(model="lgn_dense_s", model_kwargs=dict(TINY_KWARGS), dataset="mnist", val_size=1000,
-                limit_train=300, limit_test=300, epochs=1, batch_size=50, lr=0.05, seed=0)
-    base.update(changes)
-    return TrainConfig(**base)
+    """The shared tiny run, one epoch unless ``changes`` say otherwise."""
+    return tiny_config(**{"epochs": 1, **changes})
 
 
 @pytest.mark.parametrize("relaxation", ["softmax", "gumbel_soft"])

@@ -19,17 +19,10 @@ from lgn_nas.train import (
     evaluate_train_mode, fit, load_checkpoint, make_param_groups, relaxed_mode, temperature_at,
 )
 from lgn_nas.train import checkpoint as checkpoint_module
+from train_configs import TINY_KWARGS, tiny_config  # tests/train_configs.py
 
 # A small net that learns MNIST within one short epoch (measured: 65-69% discrete over 3 seeds).
 GOOD_KWARGS = dict(depth=2, width=2000, init="gaussian", group_tau=3.0, backend="torch")
-TINY_KWARGS = dict(depth=2, width=200, init="gaussian", group_tau=3.0, backend="torch")
-
-
-def tiny_config(**changes) -> TrainConfig:
-    base = dict(model="lgn_dense_s", model_kwargs=dict(TINY_KWARGS), dataset="mnist", val_size=1000,
-                limit_train=300, limit_test=300, epochs=2, batch_size=50, lr=0.05, seed=0)
-    base.update(changes)
-    return TrainConfig(**base)
 
 
 def state_of(model: nn.Module) -> dict:

@@ -1,13 +1,15 @@
-"""``compile_netlist_native``: a netlist as net-specialised AVX-512 code, built at run time by the
-system C compiler (no TVM).
+"""``compile_netlist_native``: a netlist as net-specialised AVX-512 or AVX2 code, built at run time
+by the system C compiler (no TVM).
 
 The plan of :mod:`tvm_ops.netlist_plan` is fused into 3-input ops (:mod:`tvm_ops.netlist_fuse`) and
 written out as straight-line assembly (:mod:`tvm_ops.netlist_asm`), linked with a small C driver
 (:mod:`tvm_ops.netlist_cdriver`). Where the TVM kernel interprets a table of rows, each costing two
 loads and a store of a 512-sample row, this code keeps single-reader values in registers. Needs an
-x86-64 CPU with AVX-512 F and BW and a C compiler (``$CC``, ``cc`` or ``gcc``); builds are cached by
-the hash of their sources in ``$LGN_NATIVE_CACHE`` (default ``~/.cache/lgn_nas/native``), written
-atomically.
+x86-64 CPU with AVX-512 F and BW (``isa="avx512"``: one ``vpternlogq`` per 3-input op, 32 registers)
+or AVX2 (``isa="avx2"``: each op a short formula of two-input ops, 16 registers, 12 of them for the
+gates), and a C compiler (``$CC``, ``cc`` or ``gcc``); by default the first of the two this CPU has.
+Builds are cached by the hash of their ISA and sources in ``$LGN_NATIVE_CACHE`` (default
+``~/.cache/lgn_nas/native``), written atomically.
 """
 from __future__ import annotations
 
@@ -26,20 +28,24 @@ import numpy as np
 
 from .atomic import atomic_write
 from .inputs import InputError, check_domain, check_input
-from .netlist_asm import gates_assembly
+from .netlist_asm import GATE_REGISTERS, ISAS, gates_assembly
 from .netlist_cdriver import TILE_SAMPLES, driver_source, num_planes, scratch_words
 from .netlist_fuse import FusedProgram, fuse_plan
 from .netlist_plan import NetlistSource, make_plan, netlist_arrays, uint8_cuts
 from .netlist_scores import ScoredNetlist
 
-__all__ = ["NativeNetlist", "NativeUnavailable", "compile_netlist_native", "native_available"]
+__all__ = ["NativeNetlist", "NativeUnavailable", "compile_netlist_native", "native_available", "native_isas"]
 
-_FLAGS = ("-O2", "-mavx512f", "-mavx512bw", "-std=gnu11", "-shared", "-fPIC")
+_ISA_FLAGS = {"avx512": ("-O2", "-mavx512f", "-mavx512bw", "-std=gnu11", "-shared", "-fPIC"),
+              "avx2": ("-O2", "-mavx2", "-std=gnu11", "-shared", "-fPIC")}
+_ISA_CPU_FLAGS = {"avx512": ("avx512f", "avx512bw"), "avx2": ("avx2",)}  # /proc/cpuinfo flags each needs
+_ISA_NAMES = {"avx512": "AVX-512 F and BW", "avx2": "AVX2"}
 _ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 class NativeUnavailable(RuntimeError):
-    """This machine cannot build or run the native backend (no compiler, no AVX-512)."""
+    """This machine cannot build or run the native backend (no compiler, neither AVX-512 nor AVX2, or
+    not the ISA asked for)."""
 
 
 def _cpu_flags() -> set:
@@ -60,13 +66,33 @@ def _compiler() -> str:
                             "builds its code at run time; install gcc or use compile_netlist (TVM)")
 
 
-def native_available() -> Optional[str]:
-    """None when the native backend can run here, else why not (one line)."""
+def _check_isa(isa: Optional[str]) -> None:
+    if isa is not None and isa not in ISAS:
+        raise ValueError(f"isa = {isa!r}, expected None (the best this CPU has) or one of {', '.join(map(repr, ISAS))}")
+
+
+def native_isas() -> tuple:
+    """The ISAs of the native backend this CPU has, best first (empty off x86-64)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return ()
+    flags = _cpu_flags()
+    return tuple(isa for isa in ISAS if set(_ISA_CPU_FLAGS[isa]) <= flags)
+
+
+def native_available(*, isa: Optional[str] = None) -> Optional[str]:
+    """None when the native backend can run here (with ``isa``: that ISA; else either), else why not
+    (one line)."""
+    _check_isa(isa)
     if platform.machine() not in ("x86_64", "AMD64"):
         return f"the native netlist backend needs x86-64, this machine is {platform.machine()}"
-    missing = {"avx512f", "avx512bw"} - _cpu_flags()
-    if missing:
-        return f"the native netlist backend needs AVX-512 ({', '.join(sorted(missing))} missing on this CPU)"
+    have = native_isas()
+    if isa is not None and isa not in have:
+        missing = sorted(set(_ISA_CPU_FLAGS[isa]) - _cpu_flags())
+        return (f"isa = {isa!r} needs {_ISA_NAMES[isa]} ({', '.join(missing)} missing on this CPU, which has "
+                f"{' and '.join(_ISA_NAMES[i] for i in have) or 'neither AVX-512 nor AVX2'})")
+    if not have:
+        missing = sorted(set().union(*_ISA_CPU_FLAGS.values()) - _cpu_flags())
+        return f"the native netlist backend needs AVX-512 or AVX2 ({', '.join(missing)} missing on this CPU)"
     try:
         _compiler()
     except NativeUnavailable as exc:
@@ -86,10 +112,11 @@ def _compiler_version(cc: str) -> str:
         return "unknown"
 
 
-def _build(c_source: str, asm_source: str) -> Path:
-    """The shared library of the two sources, from the cache or built now (atomically)."""
+def _build(c_source: str, asm_source: str, *, isa: str) -> Path:
+    """The shared library of the two sources for ``isa``, from the cache or built now (atomically)."""
     cc = _compiler()
-    key = hashlib.sha256("\0".join([c_source, asm_source, " ".join(_FLAGS), _compiler_version(cc)]).encode())
+    flags = _ISA_FLAGS[isa]
+    key = hashlib.sha256("\0".join([isa, c_source, asm_source, " ".join(flags), _compiler_version(cc)]).encode())
     path = cache_dir() / f"netlist_{key.hexdigest()[:32]}.so"
     if path.is_file():
         return path
@@ -99,7 +126,7 @@ def _build(c_source: str, asm_source: str) -> Path:
         asm_file.write_text(asm_source)
 
         def compile_to(out: str) -> None:
-            done = subprocess.run([cc, *_FLAGS, str(c_file), str(asm_file), "-o", out], capture_output=True, text=True)
+            done = subprocess.run([cc, *flags, str(c_file), str(asm_file), "-o", out], capture_output=True, text=True)
             if done.returncode != 0:
                 lines = (done.stderr or done.stdout).strip().splitlines()
                 errors = [line for line in lines if "error" in line] or lines or [f"exit {done.returncode}"]
@@ -121,10 +148,14 @@ class NativeNetlist(ScoredNetlist):
     Inputs as for :class:`~tvm_ops.CompiledNetlist` (uint8 or floats in the input domain); outputs equal
     ``netlist.evaluate(x)`` bit for bit, :meth:`counts` equals ``netlist.evaluate_bits(netlist.encode(x))``.
     Calls are serialised by a lock; ``threads`` workers split a call's tiles (each has its own scratch).
+    ``isa``: "avx512" or "avx2", the instructions of the code (``program`` fused for it).
     """
 
     def __init__(self, *, program: FusedProgram, input_shape: tuple, thresholds: np.ndarray, tau: float,
-                 input_domain: str, num_classes: int, group_size: int, stats: dict, threads: int = 1) -> None:
+                 input_domain: str, num_classes: int, group_size: int, stats: dict, threads: int = 1,
+                 isa: str = "avx512") -> None:
+        _check_isa(isa)
+        self.isa = isa
         self.program = program
         self.input_shape = tuple(int(s) for s in input_shape)
         self.input_domain = check_domain(input_domain)
@@ -160,12 +191,12 @@ class NativeNetlist(ScoredNetlist):
         if lib is None:
             shape = self._shape()
             c_source = driver_source(num_slots=self.program.num_slots, input_dtype=input_dtype,
-                                     num_classes=self.num_classes, group_size=self.group_size, **shape)
+                                     num_classes=self.num_classes, group_size=self.group_size, isa=self.isa, **shape)
             # No prefetch of the next tile's input from the gates: measured 10-15% slower on the trained
             # dense net at 1,024-4,096 images per call (it competes with the code for L2); the encoder
             # prefetches its rows itself.
-            asm = gates_assembly(self.program, name="lgn_gates", num_planes=num_planes(self.group_size))
-            lib = ctypes.CDLL(str(_build(c_source, asm)))
+            asm = gates_assembly(self.program, name="lgn_gates", num_planes=num_planes(self.group_size), isa=self.isa)
+            lib = ctypes.CDLL(str(_build(c_source, asm, isa=self.isa)))
             lib.lgn_run.restype = None
             lib.lgn_run.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                     ctypes.c_void_p, ctypes.c_void_p, ctypes.c_float]
@@ -237,23 +268,26 @@ class NativeNetlist(ScoredNetlist):
         return out
 
     def __repr__(self) -> str:
-        return (f"NativeNetlist(inputs={self.program.num_inputs}, gates={self.stats.get('gates_live')}, "
-                f"stored={self.stats.get('roots')}, classes={self.num_classes}, tile={TILE_SAMPLES} samples)")
+        return (f"NativeNetlist(isa={self.isa}, inputs={self.program.num_inputs}, "
+                f"gates={self.stats.get('gates_live')}, stored={self.stats.get('roots')}, classes={self.num_classes}, "
+                f"tile={TILE_SAMPLES} samples)")
 
 
 def compile_netlist_native(netlist: Any, *, input_dtype: str = "uint8", simplify: bool = True,
-                           threads: int = 1) -> NativeNetlist:
+                           threads: int = 1, isa: Optional[str] = None) -> NativeNetlist:
     """Compile ``netlist`` (an lgn_nas Netlist or its ``arrays()`` view, as for
     :func:`~tvm_ops.compile_netlist`) to native code; ``input_dtype``: the library built now (the
-    other on first use); ``threads``: workers that split a call's tiles. Raises
-    :class:`NativeUnavailable` (one line) where this cannot run."""
+    other on first use); ``threads``: workers that split a call's tiles; ``isa``: "avx512", "avx2" or
+    None (AVX-512 where this CPU has it, else AVX2). Raises :class:`NativeUnavailable` (one line)
+    where this cannot run, an ``isa`` this CPU lacks included."""
     if input_dtype not in ("uint8", "float32"):
         raise ValueError(f"input_dtype = {input_dtype!r}, expected 'uint8' or 'float32'")
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads = {threads!r}, expected a positive int")
-    why = native_available()
+    why = native_available(isa=isa)
     if why:
         raise NativeUnavailable(why)
+    isa = isa or native_isas()[0]
     if simplify and isinstance(netlist, NetlistSource):
         simplified = netlist.simplify()
         netlist = simplified[0] if isinstance(simplified, tuple) else simplified
@@ -262,12 +296,13 @@ def compile_netlist_native(netlist: Any, *, input_dtype: str = "uint8", simplify
         raise ValueError(f"group size {arrays.group_size} is over 65,535 outputs per class, the most the native "
                          "backend counts; use compile_netlist (TVM)")
     plan = make_plan(arrays, head="outputs")
-    program = fuse_plan(plan)
+    program = fuse_plan(plan, max_registers=GATE_REGISTERS[isa])
     stats = dict(plan.stats)
     stats.update({key: program.stats[key] for key in ("roots", "clusters")})
     stats["native_slots"] = program.num_slots
+    stats["native_isa"] = isa
     compiled = NativeNetlist(program=program, input_shape=arrays.input_shape, thresholds=arrays.thresholds,
                              tau=arrays.tau, input_domain=arrays.input_domain, num_classes=arrays.num_classes,
-                             group_size=arrays.group_size, stats=stats, threads=int(threads))
+                             group_size=arrays.group_size, stats=stats, threads=int(threads), isa=isa)
     compiled.library(input_dtype)
     return compiled

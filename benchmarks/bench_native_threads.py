@@ -4,8 +4,9 @@
 
 Raw uint8 images (encoding and GroupSum included), best of three rounds, the two thread counts
 interleaved in each round (a round times ``max(1, 262144 // n)`` calls and takes their mean); the two
-compiled nets are checked to agree on the first 4,096 images. (``bench_netlist_inference.py
---threads`` adds thread rows for the TVM kernel only.)
+compiled nets are checked to agree on the first 4,096 images; the ISA is the best this CPU has
+(AVX-512, else AVX2), printed per net. ``bench_netlist_inference.py --threads 1,2`` gives the same
+comparison beside the TVM kernel and the peers.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def main() -> None:
         net, _ = discretize(timm.create_model(tag, pretrained=True).eval()).simplify()
         rng = np.random.default_rng(0)
         nets = {t: tvm_ops.compile_netlist_native(net, threads=t) for t in THREADS}
+        print(f"{tag}: native {nets[1].isa}", flush=True)
         for n in BATCHES:
             x = rng.integers(0, 256, (n,) + tuple(net.encoding.input_shape), dtype=np.uint8)
             assert np.array_equal(nets[1].counts(x[:4096]), nets[2].counts(x[:4096]))

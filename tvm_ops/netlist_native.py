@@ -239,11 +239,15 @@ class NativeNetlist(ScoredNetlist):
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
-                self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="lgn-native")
+                self._pool = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="lgn-native")
+            # The calling thread runs the first share itself: one hand-off fewer per call.
             jobs = [self._pool.submit(self._run, dtype, x[start:start + per], out[start:start + per], worker)
-                    for worker, start in enumerate(range(0, batch, per))]
-            for job in jobs:
-                job.result()
+                    for worker, start in enumerate(range(0, batch, per)) if worker > 0]
+            try:
+                self._run(dtype, x[:per], out[:per], 0)
+            finally:
+                for job in jobs:
+                    job.result()
         return out
 
     def scores_packed(self, bits: Any, num_samples: int) -> np.ndarray:

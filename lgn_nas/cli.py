@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser", "parse_model_kwargs", "train_config"]
 
 
-RUN_OUTPUTS = ("checkpoint.safetensors", "config.json", "metrics.json", "netlist.lgn", "curves.png")
+RUN_OUTPUTS = ("checkpoint.safetensors", "best.safetensors", "config.json", "metrics.json", "netlist.lgn", "curves.png")
 
 
 class UsageError(ValueError):
@@ -92,7 +92,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         data_root=args.data_root, val_size=args.val_size, limit_train=args.limit_train, limit_test=args.limit_test,
         epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
         decay_gate_logits=args.decay_gate_logits, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
-        initial_checkpoint=args.initial_checkpoint, freeze_logic_layers=args.freeze_logic_layers, **given)
+        initial_checkpoint=args.initial_checkpoint, freeze_logic_layers=args.freeze_logic_layers,
+        select_best=args.select_best, **given)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -350,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--freeze-logic-layers", type=int, default=0, metavar="N",
                        help="keep the first N logic layers at their argmax gates (discrete in training too, no "
                             "gradient); with --initial-checkpoint, the conv recipe's last phase freezes 1")
+    train.add_argument("--select-best", action="store_true",
+                       help="score the test set with the epoch of best discrete validation accuracy (the paper's "
+                            "model selection); its weights are written to best.safetensors in --out")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     train.add_argument("--force", action="store_true", help="overwrite the run outputs in a non-empty --out (other files are kept)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

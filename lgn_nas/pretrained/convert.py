@@ -51,7 +51,7 @@ _FLAGS = (
     ("temperature_end", "--temperature-end"), ("temperature_step", "--temperature-step"),
     ("grad_clip", "--grad-clip"), ("val_size", "--val-size"), ("limit_train", "--limit-train"),
     ("limit_test", "--limit-test"), ("initial_checkpoint", "--initial-checkpoint"),
-    ("freeze_logic_layers", "--freeze-logic-layers"), ("seed", "--seed"), ("device", "--device"),
+    ("freeze_logic_layers", "--freeze-logic-layers"), ("select_best", "--select-best"), ("seed", "--seed"), ("device", "--device"),
 )
 _ALWAYS = ("dataset", "epochs", "batch_size")
 _IGNORED = ("data_root",)  # where the data lives, not part of the recipe
@@ -188,7 +188,24 @@ def _check_run(run_dir: Path):
     if config.get("limit_test") is not None:
         raise ConversionError(f"{run_dir}: the run scored only the first {config['limit_test']} test images "
                               f"(--limit-test); shipped weights need the whole test set")
+    if config.get("select_best"):  # the test figures are the selected epoch's: ship its weights
+        checkpoint = _selected_checkpoint(run_dir, metrics)
     return checkpoint, config, metrics
+
+
+def _selected_checkpoint(run_dir: Path, metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``best.safetensors`` of a ``--select-best`` run, checked against the epoch its metrics scored."""
+    from ..train.checkpoint import BEST_CHECKPOINT_NAME, load_checkpoint
+
+    path = run_dir / BEST_CHECKPOINT_NAME
+    try:
+        best = load_checkpoint(path)
+    except (OSError, ValueError, KeyError) as error:
+        raise ConversionError(f"cannot read {path} (a --select-best run ships its selected epoch): {error}") from None
+    if best["meta"].get("epoch") != metrics.get("selected_epoch"):
+        raise ConversionError(f"{path} is from epoch {best['meta'].get('epoch')} but metrics.json scored epoch "
+                              f"{metrics.get('selected_epoch')}")
+    return best
 
 
 def _check_tag(tag: str, config: Dict[str, Any]) -> Any:

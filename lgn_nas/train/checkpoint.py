@@ -22,10 +22,11 @@ from ..atomic import atomic_write_json as _atomic_json
 from ..atomic import atomic_write_text as _atomic_text
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "save_checkpoint", "load_checkpoint",
-           "CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "checkpoint_file"]
+           "CHECKPOINT_NAME", "BEST_CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "checkpoint_file"]
 
 PathLike = Union[str, os.PathLike]
 CHECKPOINT_NAME = "checkpoint.safetensors"
+BEST_CHECKPOINT_NAME = "best.safetensors"  # the selected epoch of a ``select_best`` run, same format
 CHECKPOINT_FORMAT = "lgn_nas.train.checkpoint/1"
 
 

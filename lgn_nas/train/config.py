@@ -55,6 +55,9 @@ class TrainConfig:
     - ``freeze_logic_layers``: the first N logic layers in forward order keep their argmax gates: they
       compute their discrete circuit in training too and take no gradient (the last phase of the conv
       recipe freezes the first conv stage, whose soft gates the discrete circuit cannot reproduce).
+    - ``select_best``: keep the epoch whose discrete accuracy on the validation split is highest (the
+      paper selects its models on validation): its weights go to ``best.safetensors`` beside the
+      checkpoint and the final test metrics score them. Needs ``val_size > 0`` (never selects on test).
     - ``seed`` fixes model init, data order and relaxation noise (reseeded per epoch and rank, so a
       resumed run repeats an uninterrupted one).
     """
@@ -89,6 +92,7 @@ class TrainConfig:
     hflip: bool = False
     initial_checkpoint: Optional[str] = None
     freeze_logic_layers: int = 0
+    select_best: bool = False
     seed: int = 0
     device: str = "auto"
 
@@ -126,6 +130,11 @@ class TrainConfig:
             raise ValueError(f"hflip must be True or False, got {self.hflip!r}")
         if not isinstance(self.val_size, int) or self.val_size < 0:
             raise ValueError(f"val_size must be an int >= 0, got {self.val_size!r}")
+        if not isinstance(self.select_best, bool):
+            raise ValueError(f"select_best must be True or False, got {self.select_best!r}")
+        if self.select_best and self.val_size == 0:
+            raise ValueError("select_best needs a validation split (val_size > 0, got 0): it would select on the "
+                             "test set")
         if not isinstance(self.model_kwargs, dict):
             raise ValueError(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
         if not self.lr > 0:

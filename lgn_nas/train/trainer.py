@@ -25,7 +25,7 @@ from ..models._optim import is_gate_logit_module
 from .augment import random_crop, random_hflip, random_shift
 from .build import (build_model, check_model_name, check_names, fit_encoders, load_initial_checkpoint, load_run,
                     make_param_groups, model_temperature)
-from .checkpoint import CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
+from .checkpoint import BEST_CHECKPOINT_NAME, CHECKPOINT_NAME, atomic_write_json, load_checkpoint, save_checkpoint
 from .config import TrainConfig, temperature_at
 from .distributed import init_distributed, resolve_device
 from .evaluation import (as_float, evaluate, evaluate_netlist, evaluate_train_mode, netlist_feed, netlist_stats,
@@ -194,6 +194,29 @@ class Trainer:
             message += "; no checkpoint was written yet"
         return TrainingDiverged(message)
 
+    def _keep_if_best(self, run: "_Run", model, optimizer, epoch: int, history) -> None:
+        """Under ``select_best``: remember (and write ``best.safetensors``) when this epoch's discrete
+        validation accuracy beats every earlier epoch's (ties keep the earlier epoch)."""
+        acc = history[-1][f"{run.eval_split}_acc_discrete"]
+        if self._best is not None and acc <= self._best[0]:
+            return
+        self._best = (acc, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        if self.out_dir is not None and self.ctx.is_main:
+            save_checkpoint(
+                self.out_dir / BEST_CHECKPOINT_NAME, model_state=model.state_dict(),
+                optimizer_state=optimizer.state_dict(),
+                meta={"config": self.config.to_dict(), "epoch": epoch, "global_step": self.global_step,
+                      "history": history, "world_size": self.ctx.world_size})
+
+    def _resume_best(self, run: "_Run", history, device: torch.device) -> None:
+        """The selected epoch so far of a resumed ``select_best`` run, from its ``best.safetensors``."""
+        path = self.out_dir / BEST_CHECKPOINT_NAME if self.out_dir is not None else None
+        if not history or path is None or not path.is_file():
+            return
+        state = load_checkpoint(path, device=device)
+        epoch = int(state["meta"]["epoch"])
+        self._best = (history[epoch - 1][f"{run.eval_split}_acc_discrete"], epoch, state["model"])
+
     def _write_checkpoint(self, model, optimizer, epoch: int, history) -> None:
         if self.out_dir is None or not self.ctx.is_main:
             return
@@ -300,6 +323,7 @@ class Trainer:
         self.global_step, history = 0, []
         self._start_epoch = 0
         self._last_checkpoint_epoch = None
+        self._best = None  # (val discrete accuracy, epoch, model state) of the selected epoch (select_best)
         if self.out_dir is not None and ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
@@ -311,6 +335,8 @@ class Trainer:
             self._start_epoch, self.global_step, history = (int(meta["epoch"]), int(meta["global_step"]),
                                                             list(meta["history"]))
             self._last_checkpoint_epoch = self._start_epoch
+            if c.select_best:
+                self._resume_best(run, history, device)
             if run.scheduler is not None:
                 run.scheduler.step(self._start_epoch)
                 if c.sched_on_updates:
@@ -346,6 +372,8 @@ class Trainer:
             metrics = self._epoch_metrics(run, epoch, train_stats)
             history.append(metrics)
             self._write_checkpoint(model, run.optimizer, epoch + 1, history)
+            if c.select_best:
+                self._keep_if_best(run, model, run.optimizer, epoch + 1, history)
             self._run_callbacks(run, EpochEnd(epoch + 1, metrics, model, c, history, self), device)
 
     def _epoch_metrics(self, run: "_Run", epoch: int, train_stats: Dict[str, Any]) -> Dict[str, Any]:
@@ -390,6 +418,12 @@ class Trainer:
         c, ctx, model = self.config, self.ctx, run.model
         x_test, y_test = run.test_data
         epochs_completed = len(history)
+        selected = {}
+        if c.select_best and self._best is not None:
+            _, best_epoch, best_state = self._best
+            if best_epoch != epochs_completed:
+                model.load_state_dict(best_state)
+            selected = {"selected_epoch": best_epoch}
         model.eval()
         test_relaxed = evaluate(model, x_test, y_test, relaxed=True, batch_size=c.eval_batch_size, ctx=ctx)
         relaxations = {m.relaxation for m in logic_layers(model)}
@@ -420,6 +454,7 @@ class Trainer:
             "world_size": ctx.world_size,
             "device": str(device),
             "stopped_early": run.stopped_early,
+            **selected,
             "history": history,
         }
         mismatch = None

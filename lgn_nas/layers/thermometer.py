@@ -9,9 +9,9 @@ from timm.layers import register_notrace_function
 
 from ..inputs import check_images
 
-__all__ = ["Thermometer", "thermometer_encode", "THRESHOLD_METHODS"]
+__all__ = ["Thermometer", "thermometer_encode", "thermometer_ramp", "THRESHOLD_METHODS"]
 
-THRESHOLD_METHODS = ("uniform", "distributive")
+THRESHOLD_METHODS = ("uniform", "distributive", "learnable")
 
 
 @register_notrace_function
@@ -27,7 +27,19 @@ def thermometer_encode(x: torch.Tensor, thresholds: torch.Tensor) -> torch.Tenso
     return out.to(x.dtype if x.is_floating_point() else torch.float32).flatten(1, 2)
 
 
+@register_notrace_function
+def thermometer_ramp(x: torch.Tensor, thresholds: torch.Tensor, width: float) -> torch.Tensor:
+    """The straight-through surrogate of :func:`thermometer_encode`: ``clamp((x - t) / width + 1/2, 0, 1)``,
+    same shape and channel order."""
+    channels, bits = thresholds.shape
+    shape = [1, channels, bits] + [1] * (x.dim() - 2)
+    x = x if x.is_floating_point() else x.float()
+    ramp = ((x.unsqueeze(2) - thresholds.to(x.dtype).reshape(shape)) / width + 0.5).clamp(0.0, 1.0)
+    return ramp.flatten(1, 2)
+
+
 torch.fx.wrap("thermometer_encode")
+torch.fx.wrap("thermometer_ramp")
 torch.fx.wrap("check_images")
 
 
@@ -35,8 +47,12 @@ class Thermometer(nn.Module):
     """Thermometer encoder with ``num_bits`` thresholds per input channel.
 
     ``method="uniform"``: thresholds evenly spaced inside (low, high); ``"distributive"``: thresholds
-    at the per-channel quantiles of the data, set by ``fit`` (uniform until then). The thresholds are a
-    persistent buffer of shape ``(in_channels, num_bits)``. Bits carry no gradient.
+    at the per-channel quantiles of the data, set by ``fit`` (uniform until then). Both keep them in a
+    persistent buffer of shape ``(in_channels, num_bits)`` and their bits carry no gradient.
+    ``"learnable"``: uniform to start, but a parameter the network trains (learnable input thresholds,
+    as in WARP, arXiv 2602.03527): the forward pass gives the same hard bits, and in training the
+    backward pass takes the slope of a linear ramp as wide as the uniform spacing around each threshold
+    (straight-through), so gradient reaches the thresholds and the input.
 
     The input is checked against the contract of :mod:`lgn_nas.inputs` (``img_size``: the spatial shape
     it must have, None for any): with the default range ``0 <= low < high <= 1`` the encoder reads
@@ -71,7 +87,11 @@ class Thermometer(nn.Module):
         self.input_spatial = [] if img_size is None else [int(s) for s in img_size]
         steps = torch.arange(1, num_bits + 1, dtype=torch.float32) / (num_bits + 1)
         thresholds = (low + (high - low) * steps).expand(in_channels, num_bits).clone()
-        self.register_buffer("thresholds", thresholds)
+        self.ramp_width = (high - low) / (num_bits + 1)
+        if method == "learnable":
+            self.thresholds = nn.Parameter(thresholds)
+        else:
+            self.register_buffer("thresholds", thresholds)
 
     @property
     def out_channels(self) -> int:
@@ -79,7 +99,11 @@ class Thermometer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_images(x, self.in_channels, self.input_spatial, self.domain, self.thresholds.dtype)
-        return thermometer_encode(x, self.thresholds)
+        bits = thermometer_encode(x, self.thresholds.detach())
+        if self.training and self.thresholds.requires_grad and torch.is_grad_enabled():
+            ramp = thermometer_ramp(x, self.thresholds, self.ramp_width)
+            bits = bits + (ramp - ramp.detach())  # exactly the hard bits, the ramp's gradient
+        return bits
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..interfaces import LowersToNetlist
 from ..layers.logic import set_temperature as set_gate_temperature
-from ._optim import gate_logit_names
+from ._optim import gate_logit_names, threshold_names
 
 __all__ = ["LogicNetwork", "lgn_cfg"]
 
@@ -23,8 +23,9 @@ class LogicNetwork(nn.Module, LowersToNetlist):
 
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:
-        """The gate logits: timm's optimizer factory then decays what ``lgn-nas train`` does by default."""
-        return gate_logit_names(self)
+        """The gate logits and learnable input thresholds: timm's optimizer factory then decays what
+        ``lgn-nas train`` does by default."""
+        return gate_logit_names(self) | threshold_names(self)
 
     @torch.jit.ignore
     def architecture(self) -> str:

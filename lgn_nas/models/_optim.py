@@ -12,8 +12,9 @@ from typing import Set
 from torch import nn
 
 from ..layers.logic import LogicGates
+from ..layers.thermometer import Thermometer
 
-__all__ = ["is_gate_logit_module", "gate_logit_names"]
+__all__ = ["is_gate_logit_module", "gate_logit_names", "is_threshold_parameter", "threshold_names"]
 
 
 def is_gate_logit_module(module: nn.Module) -> bool:
@@ -29,3 +30,14 @@ def gate_logit_names(model: nn.Module) -> Set[str]:
             for name, _ in module.named_parameters(recurse=False):
                 names.add(f"{prefix}.{name}" if prefix else name)
     return names
+
+
+def is_threshold_parameter(module: nn.Module, name: str) -> bool:
+    """True for a learnable encoder's thresholds (``Thermometer(method="learnable")``): never decayed."""
+    return isinstance(module, Thermometer) and name == "thresholds"
+
+
+def threshold_names(model: nn.Module) -> Set[str]:
+    """The names of ``model``'s learnable input thresholds, as ``named_parameters`` spells them."""
+    return {f"{prefix}.{name}" if prefix else name for prefix, module in model.named_modules()
+            for name, _ in module.named_parameters(recurse=False) if is_threshold_parameter(module, name)}

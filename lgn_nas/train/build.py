@@ -8,13 +8,13 @@ checks refuse unknown models and data sets before anything is loaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from ..layers.logic import freeze_leading_logic_layers, model_temperature, set_temperature
-from ..models._optim import is_gate_logit_module
+from ..models._optim import is_gate_logit_module, is_threshold_parameter
 from .config import TrainConfig
 
 __all__ = ["fit_encoders", "make_param_groups", "known_dataset", "check_model_name", "check_names", "build_model",
@@ -39,14 +39,22 @@ def fit_encoders(model: nn.Module, x_train: torch.Tensor, *, max_images: int = 1
     return len(encoders)
 
 
-def make_param_groups(model: nn.Module, weight_decay: float, *, decay_gate_logits: bool = False) -> List[Dict[str, Any]]:
-    """Optimizer parameter groups: gate logits, other decayed weights, non-decayed biases/norms.
+#: Learnable input thresholds live on the pixel scale (0..1, a few bits apart), gate logits on a scale of
+#: ~5: Adam moves every parameter by about its lr a step, so the thresholds take a tenth of it.
+THRESHOLD_LR_SCALE = 0.1
+
+
+def make_param_groups(model: nn.Module, weight_decay: float, *, decay_gate_logits: bool = False,
+                      lr: Optional[float] = None) -> List[Dict[str, Any]]:
+    """Optimizer parameter groups: gate logits, other decayed weights, non-decayed biases/norms, and
+    learnable input thresholds.
 
     Gate logits (all parameters of lgn-nas layers) get ``weight_decay`` only if ``decay_gate_logits``;
-    other parameters follow timm's rule (no decay for 1-d tensors and biases). Empty groups are
-    dropped. Each group has a ``name`` for inspection.
+    learnable thresholds get none and, given the run's ``lr``, ``lr * THRESHOLD_LR_SCALE``; other
+    parameters follow timm's rule (no decay for 1-d tensors and biases). Empty groups are dropped.
+    Each group has a ``name`` for inspection.
     """
-    gate, decay, no_decay = [], [], []
+    gate, decay, no_decay, thresholds = [], [], [], []
     seen = set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
@@ -55,6 +63,8 @@ def make_param_groups(model: nn.Module, weight_decay: float, *, decay_gate_logit
             seen.add(id(param))
             if is_gate_logit_module(module):
                 gate.append(param)
+            elif is_threshold_parameter(module, name):
+                thresholds.append(param)
             elif param.ndim <= 1 or name.endswith("bias"):
                 no_decay.append(param)
             else:
@@ -63,6 +73,8 @@ def make_param_groups(model: nn.Module, weight_decay: float, *, decay_gate_logit
         {"name": "gate_logits", "params": gate, "weight_decay": weight_decay if decay_gate_logits else 0.0},
         {"name": "decay", "params": decay, "weight_decay": weight_decay},
         {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
+        {"name": "thresholds", "params": thresholds, "weight_decay": 0.0,
+         **({"lr": lr * THRESHOLD_LR_SCALE} if lr is not None else {})},
     ]
     return [group for group in groups if group["params"]]
 

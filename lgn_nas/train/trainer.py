@@ -290,7 +290,7 @@ class Trainer:
         self.model = model
         from timm.optim import create_optimizer_v2
 
-        groups = make_param_groups(model, c.weight_decay, decay_gate_logits=c.decay_gate_logits)
+        groups = make_param_groups(model, c.weight_decay, decay_gate_logits=c.decay_gate_logits, lr=c.lr)
         optimizer = create_optimizer_v2(groups, opt=c.optimizer, lr=c.lr, weight_decay=c.weight_decay,
                                         momentum=c.momentum)
         self.optimizer = optimizer

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lgn_nas.pretrained.convert import ConversionError, convert_run
-from lgn_nas.train import TrainConfig, evaluate, fit, load_checkpoint
+from lgn_nas.train import TrainConfig, evaluate, fit, load_checkpoint, load_run
 from train_configs import tiny_config
 
 # lr 2.0 overshoots on the tiny net: validation accuracy peaks at epoch 2 of 4 (0.438, then 0.434, 0.431)
@@ -32,6 +32,11 @@ def test_the_test_set_scores_the_best_validation_epoch_and_its_weights_are_writt
     scored = evaluate(result.model, x_test[:300], y_test[:300], relaxed=False)
     assert scored["acc"] == result.metrics["test_acc_discrete"]
     assert result.metrics["netlist_agrees"]
+    # the run directory stands for the model its metrics score: load_run and --initial-checkpoint take it
+    loaded, _ = load_run(tmp_path / "run")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in best["model"].items())
+    same = fit(tiny_config(initial_checkpoint=str(tmp_path / "run"), lr=1e-12, epochs=1), data=mnist, plot=False)
+    assert same.metrics["test_acc_discrete"] == result.metrics["test_acc_discrete"]
 
 
 def test_without_select_best_the_last_epoch_is_scored(mnist, tmp_path):

@@ -91,10 +91,22 @@ def save_checkpoint(
 
 
 def checkpoint_file(path: PathLike) -> Path:
-    """The checkpoint a path names: ``path`` itself when it is a file, else the checkpoint of the run
-    directory ``path`` (which may not exist)."""
+    """The checkpoint a path names: ``path`` itself when it is a file; for a run directory, the model its
+    metrics describe: ``best.safetensors`` when the run finished with a selected epoch (``select_best``),
+    else ``checkpoint.safetensors`` (which may not exist)."""
     path = Path(path)
-    return path if path.is_file() else path / CHECKPOINT_NAME
+    if path.is_file():
+        return path
+    if (path / BEST_CHECKPOINT_NAME).is_file() and _selected_epoch(path / "metrics.json") is not None:
+        return path / BEST_CHECKPOINT_NAME
+    return path / CHECKPOINT_NAME
+
+
+def _selected_epoch(metrics_path: Path) -> Optional[int]:
+    try:
+        return json.loads(metrics_path.read_text()).get("selected_epoch")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_checkpoint(path: PathLike, *, device: Union[str, torch.device] = "cpu") -> Dict[str, Any]:

@@ -205,60 +205,23 @@ static void decode(const uint64_t *planes, float *out, const float *score_of, in
             out[(int64_t)s * NCLS + c] = score_of[lo_hi[2 * c * TILE + s] | (lo_hi[(2 * c + 1) * TILE + s] << 8)];
 }
 
-/* Pre-packed input: bits[i * words + w] holds input i of samples 64 w .. 64 w + 63 (bit j: sample
-   64 w + j); a tile's eight words of an input are its slot row. Words past the end read as zeros. */
-void lgn_run_packed(const uint64_t *bits, int64_t words, int64_t n, float *out, uint64_t *scratch, float tau) {
-    v8 *act = (v8 *)scratch;
-    uint64_t *masks = scratch + (int64_t)NSLOT * 8;
-    uint8_t *lo_hi = (uint8_t *)(masks + (int64_t)GROUP * MSTRIDE);
-    float *score_of = (float *)(lo_hi + 2 * NCLS * TILE);
-    uint64_t *planes = (uint64_t *)(score_of + SCORES);
-    act[0] = (v8){0};
+/* count / tau for every count 0..K, 16 at a time */
+static void score_table(float *score_of, float tau) {
     for (int i = 0; i <= K; i += 16)
         _mm512_store_ps(score_of + i, _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(i),
             _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0))), _mm512_set1_ps(tau)));
-    int64_t tiles = (n + TILE - 1) / TILE;
-    for (int64_t t = 0; t < tiles; t++) {
-        int64_t w0 = t * 8, left = words - w0;
-        __mmask8 live = left >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << left) - 1);
-        for (int i = 0; i < NI; i++)
-            _mm512_store_si512(act + 1 + i, _mm512_maskz_loadu_epi64(live, bits + (int64_t)i * words + w0));
-        lgn_gates(scratch, bits, planes);
-        int64_t valid = n - t * TILE < TILE ? n - t * TILE : TILE;
-        decode(planes, out + t * TILE * NCLS, score_of, (int)valid, lo_hi);
-    }
 }
 
-void lgn_run(const void *xv, int64_t n, float *out, uint64_t *scratch, const void *cut,
-             const uint64_t *enable, float tau) {
-    const xin *x = (const xin *)xv;
-    v8 *act = (v8 *)scratch;
-    uint64_t *masks = scratch + (int64_t)NSLOT * 8;
-    uint8_t *lo_hi = (uint8_t *)(masks + (int64_t)GROUP * MSTRIDE);
-    float *score_of = (float *)(lo_hi + 2 * NCLS * TILE);
-    uint64_t *planes = (uint64_t *)(score_of + SCORES);
-    xin *pad = (xin *)(planes + (NCLS + 1) * NP * 8);
-    act[0] = (v8){0};
-    for (int i = 0; i <= K; i += 16)  /* count / tau for every count, 16 at a time */
-        _mm512_store_ps(score_of + i, _mm512_div_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(i),
-            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0))), _mm512_set1_ps(tau)));
-    int64_t tiles = n / TILE, rest = n % TILE;
-    for (int64_t t = 0; t < tiles; t++) {
-        const xin *tx = x + t * TILE * D;
-        const xin *next = t + 1 < tiles ? tx + TILE * D : tx;
-        encode(tx, act, masks, cut, enable);
-        lgn_gates(scratch, next, planes);
-        decode(planes, out + t * TILE * NCLS, score_of, TILE, lo_hi);
-    }
-    if (rest) {
-        memset(pad, 0, sizeof(xin) * TILE * D);
-        memcpy(pad, x + tiles * TILE * D, sizeof(xin) * rest * D);
-        encode(pad, act, masks, cut, enable);
-        lgn_gates(scratch, pad, planes);
-        decode(planes, out + tiles * TILE * NCLS, score_of, (int)rest, lo_hi);
-    }
+/* The tile's slot rows from pre-packed input: eight words of each input from word w0, zeros past the end. */
+static void load_rows(v8 *act, const uint64_t *bits, int64_t words, int64_t w0) {
+    int64_t left = words - w0;
+    __mmask8 live = left >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << left) - 1);
+    for (int i = 0; i < NI; i++)
+        _mm512_store_si512(act + 1 + i, _mm512_maskz_loadu_epi64(live, bits + (int64_t)i * words + w0));
 }
+
 """
+
 
 
 _BODY_AVX2 = r"""
@@ -415,7 +378,25 @@ static void score_table(float *score_of, float tau) {
             _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))), _mm256_set1_ps(tau)));
 }
 
-/* Pre-packed input: bits[i * words + w] holds input i of samples 64 w .. 64 w + 63 (bit j: sample
+/* The tile's slot rows from pre-packed input: eight words of each input from word w0, zeros past the end. */
+static void load_rows(v8 *act, const uint64_t *bits, int64_t words, int64_t w0) {
+    int64_t left = words - w0;
+    for (int i = 0; i < NI; i++) {
+        uint64_t *row = (uint64_t *)(act + 1 + i);
+        const uint64_t *src = bits + (int64_t)i * words + w0;
+        if (left >= 8) {
+            memcpy(row, src, 64);
+        } else {
+            for (int w = 0; w < 8; w++) row[w] = w < left ? src[w] : 0;
+        }
+    }
+}
+
+"""
+
+
+# The drivers over the tiles, the same for both ISAs (each body defines score_table and load_rows).
+_RUN_DRIVERS = r"""/* Pre-packed input: bits[i * words + w] holds input i of samples 64 w .. 64 w + 63 (bit j: sample
    64 w + j); a tile's eight words of an input are its slot row. Words past the end read as zeros. */
 void lgn_run_packed(const uint64_t *bits, int64_t words, int64_t n, float *out, uint64_t *scratch, float tau) {
     v8 *act = (v8 *)scratch;
@@ -427,16 +408,7 @@ void lgn_run_packed(const uint64_t *bits, int64_t words, int64_t n, float *out, 
     score_table(score_of, tau);
     int64_t tiles = (n + TILE - 1) / TILE;
     for (int64_t t = 0; t < tiles; t++) {
-        int64_t w0 = t * 8, left = words - w0;
-        for (int i = 0; i < NI; i++) {
-            uint64_t *row = (uint64_t *)(act + 1 + i);
-            const uint64_t *src = bits + (int64_t)i * words + w0;
-            if (left >= 8) {
-                memcpy(row, src, 64);
-            } else {
-                for (int w = 0; w < 8; w++) row[w] = w < left ? src[w] : 0;
-            }
-        }
+        load_rows(act, bits, words, t * 8);
         lgn_gates(scratch, bits, planes);
         int64_t valid = n - t * TILE < TILE ? n - t * TILE : TILE;
         decode(planes, out + t * TILE * NCLS, score_of, (int)valid, lo_hi);
@@ -472,4 +444,4 @@ void lgn_run(const void *xv, int64_t n, float *out, uint64_t *scratch, const voi
 }
 """
 
-_BODIES = {"avx512": _BODY, "avx2": _BODY_AVX2}
+_BODIES = {"avx512": _BODY + _RUN_DRIVERS, "avx2": _BODY_AVX2 + _RUN_DRIVERS}

@@ -219,9 +219,7 @@ static void load_rows(v8 *act, const uint64_t *bits, int64_t words, int64_t w0) 
     for (int i = 0; i < NI; i++)
         _mm512_store_si512(act + 1 + i, _mm512_maskz_loadu_epi64(live, bits + (int64_t)i * words + w0));
 }
-
 """
-
 
 
 _BODY_AVX2 = r"""
@@ -391,7 +389,6 @@ static void load_rows(v8 *act, const uint64_t *bits, int64_t words, int64_t w0) 
         }
     }
 }
-
 """
 
 

@@ -18,23 +18,24 @@ THRESHOLD_METHODS = ("uniform", "distributive", "learnable")
 def thermometer_encode(x: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """``(B, C, *spatial) -> (B, C * T, *spatial)`` bits (as x's float dtype), channel-major: c * T + t."""
     channels = thresholds.shape[0]
-    bits = thresholds.shape[1]
     if x.dim() < 2 or x.shape[1] != channels:
         raise ValueError("Thermometer expects input of shape (batch, " + str(channels) + ", ...), got "
                          + str(list(x.shape)))
-    shape = [1, channels, bits] + [1] * (x.dim() - 2)
-    out = x.unsqueeze(2) > thresholds.to(x.dtype).reshape(shape)
+    out = x.unsqueeze(2) > _per_pixel(thresholds, x)
     return out.to(x.dtype if x.is_floating_point() else torch.float32).flatten(1, 2)
+
+
+def _per_pixel(thresholds: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``thresholds`` (C, T) shaped to broadcast against ``x.unsqueeze(2)`` (B, C, T, *spatial), in x's dtype."""
+    return thresholds.to(x.dtype).reshape([1, thresholds.shape[0], thresholds.shape[1]] + [1] * (x.dim() - 2))
 
 
 @register_notrace_function
 def thermometer_ramp(x: torch.Tensor, thresholds: torch.Tensor, width: float) -> torch.Tensor:
     """The straight-through surrogate of :func:`thermometer_encode`: ``clamp((x - t) / width + 1/2, 0, 1)``,
     same shape and channel order."""
-    channels, bits = thresholds.shape
-    shape = [1, channels, bits] + [1] * (x.dim() - 2)
     x = x if x.is_floating_point() else x.float()
-    ramp = ((x.unsqueeze(2) - thresholds.to(x.dtype).reshape(shape)) / width + 0.5).clamp(0.0, 1.0)
+    ramp = ((x.unsqueeze(2) - _per_pixel(thresholds, x)) / width + 0.5).clamp(0.0, 1.0)
     return ramp.flatten(1, 2)
 
 

@@ -202,11 +202,7 @@ class Trainer:
             return
         self._best = (acc, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
         if self.out_dir is not None and self.ctx.is_main:
-            save_checkpoint(
-                self.out_dir / BEST_CHECKPOINT_NAME, model_state=model.state_dict(),
-                optimizer_state=optimizer.state_dict(),
-                meta={"config": self.config.to_dict(), "epoch": epoch, "global_step": self.global_step,
-                      "history": history, "world_size": self.ctx.world_size})
+            self._save(self.out_dir / BEST_CHECKPOINT_NAME, model, optimizer, epoch, history)
 
     def _resume_best(self, run: "_Run", history, device: torch.device) -> None:
         """The selected epoch so far of a resumed ``select_best`` run, from its ``best.safetensors``."""
@@ -217,13 +213,17 @@ class Trainer:
         epoch = int(state["meta"]["epoch"])
         self._best = (history[epoch - 1][f"{run.eval_split}_acc_discrete"], epoch, state["model"])
 
+    def _save(self, path: Path, model, optimizer, epoch: int, history) -> None:
+        """One checkpoint file of the run's state after ``epoch``."""
+        save_checkpoint(
+            path, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
+            meta={"config": self.config.to_dict(), "epoch": epoch, "global_step": self.global_step,
+                  "history": history, "world_size": self.ctx.world_size})
+
     def _write_checkpoint(self, model, optimizer, epoch: int, history) -> None:
         if self.out_dir is None or not self.ctx.is_main:
             return
-        save_checkpoint(
-            self.checkpoint_path, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-            meta={"config": self.config.to_dict(), "epoch": epoch, "global_step": self.global_step,
-                  "history": history, "world_size": self.ctx.world_size})
+        self._save(self.checkpoint_path, model, optimizer, epoch, history)
         self._last_checkpoint_epoch = epoch
 
     def _check_resume_config(self, saved: Dict[str, Any]) -> None:

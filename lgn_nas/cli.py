@@ -72,7 +72,8 @@ def _check_dataset(name: str) -> None:
 # `lgn-nas train` flags (argparse dest -> TrainConfig field) whose default is the model's recipe.
 _RECIPE_FLAGS = {
     "opt": "optimizer", "lr": "lr", "random_shift": "random_shift", "random_crop_padding": "random_crop_padding",
-    "hflip": "hflip", "weight_decay": "weight_decay",
+    "hflip": "hflip", "weight_decay": "weight_decay", "decay_gate_logits": "decay_gate_logits",
+    "select_best": "select_best",
     "sched": "scheduler", "warmup_epochs": "warmup_epochs", "min_lr": "min_lr",
     "temperature_schedule": "temperature_schedule", "temperature_start": "temperature_start",
     "temperature_end": "temperature_end", "temperature_step": "temperature_step",
@@ -91,9 +92,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         args.model, model_kwargs=parse_model_kwargs(args.model_kwargs), dataset=args.dataset,
         data_root=args.data_root, val_size=args.val_size, limit_train=args.limit_train, limit_test=args.limit_test,
         epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-        decay_gate_logits=args.decay_gate_logits, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
-        initial_checkpoint=args.initial_checkpoint, freeze_logic_layers=args.freeze_logic_layers,
-        select_best=args.select_best, **given)
+        grad_clip=args.grad_clip, seed=args.seed, device=args.device,
+        initial_checkpoint=args.initial_checkpoint, freeze_logic_layers=args.freeze_logic_layers, **given)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -319,23 +319,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model arguments; values parsed as JSON when possible (depth=2 width=[100,200])")
     # Flags a model's recipe may set (lgn_nas.train.recipes): absent unless given, so the recipe applies.
     unset = argparse.SUPPRESS
-    train.add_argument("--opt", default=unset, help="timm optimizer name (default adam)")
-    train.add_argument("--lr", type=float, default=unset, help="learning rate (default 0.01; conv models 0.1)")
+    train.add_argument("--opt", default=unset, help="timm optimizer name (default adam; CIFAR-10 conv models adamw)")
+    train.add_argument("--lr", type=float, default=unset, help="learning rate (default 0.01; MNIST conv models 0.1, CIFAR-10 ones 0.03)")
     train.add_argument("--random-shift", type=int, default=unset, metavar="PIXELS",
                        help="translate each training image by up to PIXELS per axis (augmentation)")
     train.add_argument("--random-crop-padding", type=int, default=unset, metavar="PIXELS",
                        help="pad each training image by PIXELS zeros per side, crop back at a random offset "
-                            "(the paper's CIFAR-10 augmentation, e.g. 4; the same transform as --random-shift)")
-    train.add_argument("--hflip", action="store_true", default=unset,
-                       help="mirror each training image left to right with probability 0.5 (augmentation)")
-    train.add_argument("--weight-decay", type=float, default=unset)
-    train.add_argument("--decay-gate-logits", action="store_true", help="apply weight decay to gate logits too")
+                            "(the paper's CIFAR-10 augmentation; CIFAR-10 conv models: 2; the same transform as --random-shift)")
+    train.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=unset,
+                       help="mirror each training image left to right with probability 0.5 (augmentation; "
+                            "CIFAR-10 conv models: on)")
+    train.add_argument("--weight-decay", type=float, default=unset, help="default 0; CIFAR-10 conv models 0.002")
+    train.add_argument("--decay-gate-logits", action=argparse.BooleanOptionalAction, default=unset,
+                       help="apply weight decay to gate logits too (CIFAR-10 conv models: on)")
     train.add_argument("--sched", default=unset, help="timm scheduler name (cosine, step, ...) or none (default none; "
                        "conv models cosine)")
     train.add_argument("--warmup-epochs", type=int, default=unset)
     train.add_argument("--min-lr", type=float, default=unset)
     train.add_argument("--temperature-schedule", default=unset, choices=TEMPERATURE_SCHEDULES,
-                       help="default constant; conv models cosine from 1.0 to 0.1 per step")
+                       help="default constant; conv models cosine from 1.0 to 0.1 per step (CIFAR-10 ones to 0.03)")
     train.add_argument("--temperature-start", type=float, default=unset)
     train.add_argument("--temperature-end", type=float, default=unset)
     train.add_argument("--temperature-step", default=unset, choices=("epoch", "step"))
@@ -351,9 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--freeze-logic-layers", type=int, default=0, metavar="N",
                        help="keep the first N logic layers at their argmax gates (discrete in training too, no "
                             "gradient); with --initial-checkpoint, the conv recipe's last phase freezes 1")
-    train.add_argument("--select-best", action="store_true",
+    train.add_argument("--select-best", action=argparse.BooleanOptionalAction, default=unset,
                        help="score the test set with the epoch of best discrete validation accuracy (the paper's "
-                            "model selection); its weights are written to best.safetensors in --out")
+                            "model selection); its weights are written to best.safetensors in --out (CIFAR-10 "
+                            "conv models: on)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     train.add_argument("--force", action="store_true", help="overwrite the run outputs in a non-empty --out (other files are kept)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")

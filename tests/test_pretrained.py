@@ -22,7 +22,9 @@ from lgn_nas.pretrained import (
     PRETRAINED_LOGIT, PRETRAINED_TAGS, compact_state_dict, expand_state_dict, read_record, soften_gate_logits,
     weights_path,
 )
-from lgn_nas.pretrained.convert import ConversionError, convert_run, main as convert_main
+from lgn_nas.pretrained.convert import (
+    ConversionError, check_train_command, convert_run, main as convert_main, train_command,
+)
 from lgn_nas.train.recipes import config_with_recipe
 from lgn_nas.train import (TrainConfig, atomic_write_json, build_model, load_checkpoint, relaxed_mode,
                            save_checkpoint)
@@ -263,6 +265,24 @@ def test_shipped_weights_reproduce_their_recorded_discrete_test_accuracy(tag, lo
     assert correct / len(y) == record["test_acc_discrete"]
     with torch.no_grad():  # and the eval model is that circuit, bit for bit (on 500 images: lgn_dense_m is slow)
         assert np.array_equal(model(images[:500]).numpy(), scores[:500])
+
+
+@pytest.mark.parametrize("tag", _shipped() or [pytest.param(None, marks=pytest.mark.skip("no weights shipped"))])
+def test_shipped_records_commands_still_run_their_config(tag):
+    """A recipe change must not silently change what a shipped record's command trains."""
+    record = read_record(tag)
+    check_train_command(record["command"], record["config"])  # raises naming each field that differs
+    commands = record.get("commands", [record["command"]])  # records before fine-tuning phases have one
+    assert commands[-1] == record["command"]
+    for command in commands:
+        build_parser().parse_args(shlex.split(command)[1:])  # every phase still parses
+
+
+def test_rebuilt_commands_switch_off_what_the_models_recipe_switches_on(tmp_path):
+    config = config_with_recipe("lgn_conv_s", dataset="cifar10", hflip=False, select_best=False).to_dict()
+    command = train_command(config, out=str(tmp_path / "run"))
+    assert "--no-hflip" in command and "--no-select-best" in command and "--no-decay-gate-logits" not in command
+    check_train_command(command, config)
 
 
 def test_converter_records_the_runs_a_fine_tuned_run_started_from(tmp_path):

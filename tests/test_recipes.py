@@ -4,7 +4,7 @@ import timm
 import lgn_nas  # noqa: F401  (registers the models)
 from lgn_nas.cli import build_parser, train_config
 from lgn_nas.train import TrainConfig
-from lgn_nas.train.recipes import CONV_RECIPE, RECIPES, config_with_recipe, get_recipe
+from lgn_nas.train.recipes import CIFAR_CONV_RECIPE, CONV_RECIPE, RECIPES, config_with_recipe, get_recipe
 
 
 def _args(*argv):
@@ -35,9 +35,33 @@ def test_flags_override_the_recipe_field_by_field():
     assert config.scheduler == CONV_RECIPE["scheduler"]
 
 
+def test_cifar_conv_models_pick_up_the_cifar_recipe_and_its_switches_turn_off():
+    config = train_config(_args("lgn_conv_s", "--dataset", "cifar10"))
+    for field, value in CIFAR_CONV_RECIPE.items():
+        assert getattr(config, field) == value
+    assert config.optimizer == "adamw" and config.hflip and config.select_best and config.decay_gate_logits
+    assert config.random_crop_padding == 2 and config.lr == 0.03
+    off = train_config(_args("lgn_conv_s", "--no-hflip", "--no-select-best", "--no-decay-gate-logits",
+                             "--random-crop-padding", "0"))
+    assert not (off.hflip or off.select_best or off.decay_gate_logits) and off.random_crop_padding == 0
+    assert off.lr == 0.03  # the rest of the recipe stays
+    # MNIST conv models keep the plain conv recipe: no flips, no decay, Adam at lr 0.1
+    mnist = train_config(_args("lgn_conv_mnist_s"))
+    assert not (mnist.hflip or mnist.select_best or mnist.decay_gate_logits) and mnist.lr == CONV_RECIPE["lr"]
+    # the switches also turn on for a model whose recipe leaves them off
+    on = train_config(_args("lgn_dense_s", "--hflip", "--decay-gate-logits", "--select-best"))
+    assert on.hflip and on.decay_gate_logits and on.select_best
+
+
+def test_a_recipe_that_selects_on_validation_is_refused_without_one():
+    with pytest.raises(ValueError, match="select_best needs a validation split"):
+        train_config(_args("lgn_conv_s", "--val-size", "0"))
+    assert not train_config(_args("lgn_conv_s", "--val-size", "0", "--no-select-best")).select_best
+
+
 def test_get_recipe_returns_a_copy():
     get_recipe("lgn_conv_s")["lr"] = 1.0
-    assert RECIPES["lgn_conv_s"]["lr"] == CONV_RECIPE["lr"] != 1.0
+    assert RECIPES["lgn_conv_s"]["lr"] == CIFAR_CONV_RECIPE["lr"] != 1.0
 
 
 def test_bad_recipe_field_is_named(monkeypatch):

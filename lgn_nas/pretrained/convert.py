@@ -133,9 +133,8 @@ def train_command(config: Dict[str, Any], *, out: str = "runs/out") -> str:
         value = config.get(field)
         if field not in _ALWAYS and json.dumps(value) == json.dumps(defaults.get(field)):
             continue
-        if isinstance(value, bool):
-            if value:
-                words.append(flag)
+        if isinstance(value, bool):  # differs from the default (the model's recipe may turn a switch on)
+            words.append(flag if value else "--no-" + flag[2:])
             continue
         words += [flag, str(value)]
     if config.get("model_kwargs"):

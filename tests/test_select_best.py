@@ -35,6 +35,8 @@ def test_the_test_set_scores_the_best_validation_epoch_and_its_weights_are_writt
     # the run directory stands for the model its metrics score: load_run and --initial-checkpoint take it
     loaded, _ = load_run(tmp_path / "run")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in best["model"].items())
+    last_loaded, _ = load_run(tmp_path / "run" / "checkpoint.safetensors")  # a checkpoint file: that epoch
+    assert all(torch.equal(last_loaded.state_dict()[k], v) for k, v in last["model"].items())
     same = fit(tiny_config(initial_checkpoint=str(tmp_path / "run"), lr=1e-12, epochs=1), data=mnist, plot=False)
     assert same.metrics["test_acc_discrete"] == result.metrics["test_acc_discrete"]
 

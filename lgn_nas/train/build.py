@@ -131,7 +131,8 @@ def build_model(config: TrainConfig, *, num_classes: int, input_shape: Sequence[
 
 def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "cpu") -> tuple[nn.Module, TrainConfig]:
     """The trained model (in eval mode) and the config of a ``lgn-nas train`` output directory (the
-    selected epoch's model for a finished ``select_best`` run, the one its metrics score).
+    selected epoch's model for a finished ``select_best`` run, the one its metrics score), or of one of
+    its checkpoint files (``checkpoint.safetensors`` there is the last epoch, ``best.safetensors`` the selected one).
 
     The relaxation temperature is the one training ended with (a temperature schedule's last value),
     and the layers the run froze are frozen again, so the relaxed model scores as it did at the end of
@@ -141,7 +142,7 @@ def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "c
     from .checkpoint import CHECKPOINT_NAME, checkpoint_file, load_checkpoint
 
     run_dir = Path(run_dir)
-    path = checkpoint_file(run_dir) if run_dir.is_dir() else run_dir / CHECKPOINT_NAME
+    path = checkpoint_file(run_dir) if run_dir.is_dir() else run_dir if run_dir.is_file() else run_dir / CHECKPOINT_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run directory: {path.name} is missing")
     checkpoint = load_checkpoint(path, device=device)

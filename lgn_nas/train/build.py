@@ -142,7 +142,12 @@ def load_run(run_dir: Union[str, Path], *, device: Union[str, torch.device] = "c
     from .checkpoint import CHECKPOINT_NAME, checkpoint_file, load_checkpoint
 
     run_dir = Path(run_dir)
-    path = checkpoint_file(run_dir) if run_dir.is_dir() else run_dir if run_dir.is_file() else run_dir / CHECKPOINT_NAME
+    if run_dir.is_dir():
+        path = checkpoint_file(run_dir)
+    elif run_dir.is_file():  # a checkpoint file of a run
+        path = run_dir
+    else:
+        path = run_dir / CHECKPOINT_NAME  # missing: named in the error below
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run directory: {path.name} is missing")
     checkpoint = load_checkpoint(path, device=device)

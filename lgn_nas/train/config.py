@@ -134,7 +134,8 @@ class TrainConfig:
             raise ValueError(f"select_best must be True or False, got {self.select_best!r}")
         if self.select_best and self.val_size == 0:
             raise ValueError("select_best needs a validation split (val_size > 0, got 0): it would select on the "
-                             "test set")
+                             "test set; turn it off (select_best=False, --no-select-best; the CIFAR-10 conv "
+                             "recipe turns it on)")
         if not isinstance(self.model_kwargs, dict):
             raise ValueError(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
         if not self.lr > 0:

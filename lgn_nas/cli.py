@@ -29,8 +29,9 @@ class UsageError(ValueError):
 def parse_model_kwargs(items: Optional[Sequence[str]]) -> Dict[str, Any]:
     """``["depth=2", "width=[100,200]", "relaxation=gumbel_st"]`` -> dict; values are JSON when they parse.
 
-    ``k=v`` pairs may also be given comma-free in one string each; a value that is not JSON
-    (``softmax``) is kept as a string. ``true``/``false``/``null`` are JSON.
+    ``k=v`` pairs may also be given comma-free in one string each; comma-separated JSON values
+    (``channels=64,128``) are a list, as timm's ``--model-kwargs`` makes them a tuple; a value that is
+    not JSON (``softmax``) is kept as a string. ``true``/``false``/``null`` are JSON.
     """
     result: Dict[str, Any] = {}
     for item in items or ():
@@ -38,11 +39,22 @@ def parse_model_kwargs(items: Optional[Sequence[str]]) -> Dict[str, Any]:
         key = key.strip()
         if not sep or not key or not key.isidentifier():
             raise UsageError(f"--model-kwargs expects key=value pairs, got {item!r}")
-        try:
-            result[key] = json.loads(value)
-        except json.JSONDecodeError:
-            result[key] = value
+        result[key] = _parse_value(value)
     return result
+
+
+def _parse_value(value: str) -> Any:
+    """JSON where it parses; ``64,128`` (comma-separated JSON values) as a list; else the string."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        pass
+    if "," in value:
+        try:
+            return json.loads(f"[{value}]")
+        except json.JSONDecodeError:
+            pass
+    return value
 
 
 def _known_models() -> List[str]:

@@ -19,6 +19,9 @@ def test_parse_model_kwargs():
     assert parsed == {"depth": 2, "width": [100, 200], "temperature": 0.5, "relaxation": "gumbel_st", "seed": None,
                       "flag": True, "name": "quoted", "thresholds": "a=b"}
     assert type(parsed["depth"]) is int and type(parsed["temperature"]) is float
+    # comma-separated values are a list, as timm's --model-kwargs makes them a tuple; words stay a string
+    assert parse_model_kwargs(["channels=64,128,512", "names=a,b", "mixed=1,b"]) == {
+        "channels": [64, 128, 512], "names": "a,b", "mixed": "1,b"}
     for bad in ("depth", "=3", "not a name=1"):
         with pytest.raises(UsageError, match="key=value"):
             parse_model_kwargs([bad])

@@ -158,6 +158,13 @@ def test_bad_conv_arguments_name_the_values():
         timm.create_model("lgn_conv_s", num_classes=10241)
     with pytest.raises(ValueError, match="img_size=\\[4, 4\\] is too small"):
         timm.create_model("lgn_conv_s", img_size=4)
+    # a string (what a shell hands over unparsed) is named, never split into characters
+    with pytest.raises(ValueError, match=r"channels must be a non-empty list of positive ints, got '64,128' \(a string"):
+        timm.create_model("lgn_conv_s", channels="64,128")
+    with pytest.raises(ValueError, match=r"head_widths must be a non-empty list of positive ints, got 40\.5"):
+        timm.create_model("lgn_conv_s", head_widths=40.5)
+    with pytest.raises(ValueError, match=r"tree_depth must be an int or a list of 4 ints, got 2\.0"):
+        timm.create_model("lgn_conv_s", tree_depth=2.0)
 
 
 def test_head_init_starts_only_the_dense_head_from_its_own_init():

@@ -192,6 +192,8 @@ def test_constructor_arguments_and_errors():
         timm.create_model("lgn_dense_s", num_classes=9000)
     with pytest.raises(ValueError, match="width must be a positive int or a list of 3"):
         timm.create_model("lgn_dense_s", depth=3, width=[10, 10])
+    with pytest.raises(ValueError, match="width must be a positive int or a list of 3 positive ints, got 5.5"):
+        timm.create_model("lgn_dense_s", depth=3, width=5.5)
     with pytest.raises(ValueError, match="unknown relaxation 'softmx'"):
         timm.create_model("lgn_dense_s", relaxation="softmx")
     small = timm.create_model("lgn_dense_s", depth=2, width=100)

@@ -33,7 +33,7 @@ from ..groups import check_groups
 from ..layers.parametrizations import INITS
 from ..layers import GroupSum, LogicDense, LogicSpec, LogicTreeConv2d, LogicTreeConvPool2d, OrPool2d, Thermometer
 from ..pretrained import checkpoint_filter_fn, pretrained_model_kwargs, weights_file
-from ._args import refuse_unused_drop
+from ._args import positive_ints, refuse_unused_drop
 from ._base import LogicNetwork, lgn_cfg
 from ._builder import build_lgn
 from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
@@ -46,7 +46,8 @@ PASS_THROUGH_GATES = (3, 5)
 
 
 def _per_stage(name: str, value: Union[int, Sequence[int]], stages: int) -> List[int]:
-    values = [value] * stages if isinstance(value, int) and not isinstance(value, bool) else list(value)
+    values = ([value] * stages if isinstance(value, int) and not isinstance(value, bool)
+              else list(value) if isinstance(value, (list, tuple)) else [])
     if len(values) != stages or any(not isinstance(v, int) or isinstance(v, bool) for v in values):
         raise ValueError(f"{name} must be an int or a list of {stages} ints, got {value!r}")
     return values
@@ -75,7 +76,7 @@ def shape_gate_count(*, channels: Sequence[int], kernel_size: Union[int, Sequenc
     pools after the stages ``pool`` marks, stride-1 trees); other constructor arguments are accepted and ignored. The paper-convention
     count needs the trained gates, so it is not here.
     """
-    channels = list(channels)
+    channels = positive_ints("channels", channels)
     stages = len(channels)
     kernels = _per_stage("kernel_size", kernel_size, stages)
     paddings = _per_stage("padding", padding, stages)
@@ -106,9 +107,7 @@ class LogicHead(nn.Module):
                  spec: Optional[LogicSpec] = None) -> None:
         super().__init__()
         self.drop_rate = float(drop_rate)
-        widths = list(widths)
-        if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
-            raise ValueError(f"head_widths must be a non-empty list of positive ints, got {widths!r}")
+        widths = positive_ints("head_widths", widths)
         hidden = []
         features = in_features
         for w in widths[:-1]:
@@ -200,9 +199,7 @@ class LogicTreeNet(LogicNetwork):
                 raise ValueError(f"head_init must be None or one of {', '.join(INITS)}, got {head_init!r}")
             self.head_spec = dataclasses.replace(self.logic_spec, init=head_init)
         check_global_pool(global_pool, type(self).__name__)
-        channels = list(channels)
-        if not channels or any(not isinstance(c, int) or isinstance(c, bool) or c < 1 for c in channels):
-            raise ValueError(f"channels must be a non-empty list of positive ints, got {channels!r}")
+        channels = positive_ints("channels", channels)
         stages = len(channels)
         kernel_sizes = _per_stage("kernel_size", kernel_size, stages)
         paddings = _per_stage("padding", padding, stages)
@@ -215,7 +212,7 @@ class LogicTreeNet(LogicNetwork):
         self.global_pool = global_pool
         self.drop_rate = float(drop_rate)
         self.group_tau = float(group_tau)
-        self.head_widths = list(head_widths)
+        self.head_widths = positive_ints("head_widths", head_widths)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
         with torch.device(device) if device is not None else contextlib.nullcontext():

@@ -46,7 +46,8 @@ def _as_pair(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
 def _widths(depth: int, width: Union[int, Sequence[int]]) -> List[int]:
     if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
         raise ValueError(f"depth must be a positive int, got {depth!r}")
-    widths = [width] * depth if isinstance(width, int) and not isinstance(width, bool) else list(width)
+    widths = ([width] * depth if isinstance(width, int) and not isinstance(width, bool)
+              else list(width) if isinstance(width, (list, tuple)) else [])
     if len(widths) != depth or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
         raise ValueError(f"width must be a positive int or a list of {depth} positive ints, got {width!r}")
     return widths

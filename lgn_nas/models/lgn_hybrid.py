@@ -22,6 +22,7 @@ from timm.models._features import feature_take_indices
 
 from ..interfaces import HasLogicHead
 from ..layers import LogicBlock, LogicSpec
+from ._args import positive_ints
 from ._base import LogicNetwork, lgn_cfg
 from ._builder import build_lgn
 from ._heads import UnpooledHead, check_global_pool, check_num_classes, move_like
@@ -138,7 +139,7 @@ class HybridLGN(LogicNetwork, HasLogicHead):
             self.num_classes = num_classes
             self.drop_rate = float(drop_rate)
             self.group_tau = float(group_tau)
-            self.head_widths = list(head_widths)
+            self.head_widths = positive_ints("head_widths", head_widths)
             self.head_hidden_size = (self.head_widths[-2] if len(self.head_widths) > 1
                                      else self.flat_features * input_bits)
             self._head_args = dict(group_tau=group_tau, input_bits=input_bits, spec=self.logic_spec)

@@ -285,6 +285,16 @@ def test_rebuilt_commands_switch_off_what_the_models_recipe_switches_on(tmp_path
     check_train_command(command, config)
 
 
+def test_rebuilt_commands_keep_list_and_string_model_kwargs(tmp_path):
+    kwargs = {"channels": [64, 128, 512, 1024], "thresholds": "learnable", "label": "1,2"}
+    config = config_with_recipe("lgn_conv_s", dataset="cifar10", model_kwargs=kwargs).to_dict()
+    command = train_command(config, out=str(tmp_path / "run"))
+    # a string the parser would read as a list ("1,2") keeps its JSON quotes; a word goes bare
+    assert "thresholds=learnable" in command and "'label=\"1,2\"'" in command
+    assert build_parser().parse_args(shlex.split(command)[1:]).model_kwargs[0].startswith("channels=")
+    check_train_command(command, config)
+
+
 def test_converter_records_the_runs_a_fine_tuned_run_started_from(tmp_path):
     first = _fake_run(tmp_path / "phase1")
     for name in ("config.json", "checkpoint.safetensors"):  # begun before the fine-tuning fields existed

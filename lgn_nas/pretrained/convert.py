@@ -115,11 +115,10 @@ def check_train_command(command: str, config: Dict[str, Any]) -> None:
 
 
 def _kwarg_token(key: str, value: Any) -> str:
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except json.JSONDecodeError:
-            return f"{key}={value}"  # parse_model_kwargs keeps a non-JSON value as a string
+    from ..cli import parse_model_kwargs
+
+    if isinstance(value, str) and parse_model_kwargs([f"{key}={value}"])[key] == value:
+        return f"{key}={value}"  # a word the parser keeps as a string (softmax); "1,2" needs its quotes
     return f"{key}={json.dumps(value, separators=(',', ':'))}"
 
 
